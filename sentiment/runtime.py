@@ -99,9 +99,9 @@ class SentimentRuntime:
         if self.device.type == "cuda":
             model = model.to(self.device)
             # fp16 only where it keeps the predictions: checked once on a probe batch below.
-            self._half = True
+            self.half_precision = True
         else:
-            self._half = False
+            self.half_precision = False
             if quantize:
                 model = torch.ao.quantization.quantize_dynamic(
                     model, {torch.nn.Linear}, dtype=torch.qint8
@@ -116,7 +116,7 @@ class SentimentRuntime:
         self.labels = [str(id2label.get(i, LABEL_NAMES[i])).lower() for i in range(2)]
         self._unk_id = self.tokenizer.unk_token_id
         self._special_ids = set(self.tokenizer.all_special_ids)
-        if self._half:
+        if self.half_precision:
             self._check_half_precision()
 
     @classmethod
@@ -143,7 +143,7 @@ class SentimentRuntime:
         half = self._logits(probe).argmax(axis=1)
         if not np.array_equal(full, half):
             self.model = self.model.float()
-            self._half = False
+            self.half_precision = False
 
     @torch.inference_mode()
     def _forward(self, texts: list[str], with_embeddings: bool) -> tuple[np.ndarray, Any, Any]:

@@ -1,0 +1,164 @@
+"""The HTTP contract of `/predict`: request checks, the ASGI guard, and the response shape."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class RequestError(ValueError):
+    """A request the API refuses; `status` is the HTTP code to answer with."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_texts: int
+    max_text_chars: int
+    max_request_bytes: int
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    texts: list[str]
+    return_probabilities: bool
+
+
+def parse_predict_body(body: bytes, limits: Limits) -> PredictRequest:
+    """Check a raw /predict body; raise RequestError with a one-line reason."""
+    if len(body) > limits.max_request_bytes:
+        raise RequestError(f"request body over {limits.max_request_bytes} bytes", 413)
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RequestError(f"body is not valid JSON: {exc}") from None
+    return validate_predict_payload(payload, limits)
+
+
+def validate_predict_payload(payload: Any, limits: Limits) -> PredictRequest:
+    if not isinstance(payload, dict):
+        raise RequestError('body must be a JSON object like {"texts": ["..."]}')
+    unknown = sorted(set(payload) - {"texts", "return_probabilities"})
+    if unknown:
+        raise RequestError(f"unknown field(s): {', '.join(unknown)}")
+    if "texts" not in payload:
+        raise RequestError("missing field 'texts' (a list of strings)")
+    texts = payload["texts"]
+    if not isinstance(texts, list):
+        raise RequestError("'texts' must be a list of strings")
+    if not texts:
+        raise RequestError("'texts' is empty; send at least one text")
+    if len(texts) > limits.max_texts:
+        raise RequestError(f"{len(texts)} texts is more than the limit of {limits.max_texts}", 413)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise RequestError(f"texts[{i}] is {type(text).__name__}, not a string")
+        if not text.strip():
+            raise RequestError(f"texts[{i}] is empty")
+        if len(text) > limits.max_text_chars:
+            raise RequestError(
+                f"texts[{i}] has {len(text)} characters, over the limit of {limits.max_text_chars}",
+                413,
+            )
+    flag = payload.get("return_probabilities", False)
+    if not isinstance(flag, bool):
+        raise RequestError("'return_probabilities' must be true or false")
+    return PredictRequest(texts, flag)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def format_prediction(raw: dict[str, Any], return_probabilities: bool) -> dict[str, Any]:
+    item: dict[str, Any] = {"sentiment": raw["label"], "confidence": round(raw["confidence"], 6)}
+    if return_probabilities:
+        probs = raw["probabilities"]
+        item["probabilities"] = {
+            "positive": round(probs["positive"], 6),
+            "negative": round(probs["negative"], 6),
+        }
+    return item
+
+
+def predict_response(
+    raw: Sequence[dict[str, Any]], return_probabilities: bool, model_version: str
+) -> dict[str, Any]:
+    return {
+        "predictions": [format_prediction(r, return_probabilities) for r in raw],
+        "model_version": model_version,
+        "timestamp": now_iso(),
+    }
+
+
+class PredictGuard:
+    """ASGI middleware: refuses a bad /predict body with a 4xx before BentoML parses it.
+
+    The checked body is replayed to the app, so BentoML's own parsing still runs.
+    """
+
+    def __init__(self, app: ASGIApp, limits: Limits, paths: Sequence[str] = ("/predict",)):
+        self.app = app
+        self.limits = limits
+        self.paths = tuple(paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] != "POST":
+            await _reply(send, 405, "use POST with a JSON body")
+            return
+        body = bytearray()
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body.extend(message.get("body", b""))
+            more = message.get("more_body", False)
+            if len(body) > self.limits.max_request_bytes:
+                await _reply(send, 413, f"request body over {self.limits.max_request_bytes} bytes")
+                return
+        try:
+            parse_predict_body(bytes(body), self.limits)
+        except RequestError as exc:
+            await _reply(send, exc.status, str(exc))
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+async def _reply(send: Send, status: int, message: str) -> None:
+    data = json.dumps({"error": message}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(data)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": data})

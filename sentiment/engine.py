@@ -1,0 +1,88 @@
+"""What the model service does: find the Bento model, load it, classify batches, describe it."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sentiment.config import ServingConfig
+from sentiment.runtime import ModelNotFoundError, SentimentRuntime
+
+HOW_TO_GET_A_MODEL = (
+    "run `make train import-model` (or `make serve`, which does both when the store is empty)"
+)
+
+
+def get_bento_model(tag: str) -> Any:
+    """The model from the BentoML store, or ModelNotFoundError with a one-line remedy."""
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    try:
+        return bentoml.models.get(tag)
+    except NotFound:
+        raise ModelNotFoundError(
+            f"no model '{tag}' in the BentoML store ({bentoml_store_path()}); {HOW_TO_GET_A_MODEL}"
+        ) from None
+
+
+def bentoml_store_path() -> str:
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    return str(BentoMLContainer.model_store.get()._fs.getsyspath("/"))
+
+
+class ModelEngine:
+    """The loaded model and what the service says about it."""
+
+    def __init__(self, cfg: ServingConfig, bento_model: Any) -> None:
+        self.cfg = cfg
+        self.bento_model = bento_model
+        metadata = dict(bento_model.info.metadata or {})
+        started = time.perf_counter()
+        self.runtime = SentimentRuntime.from_bento_model(
+            bento_model,
+            max_length=int(metadata.get("max_length", 128)),
+            device=cfg.model.device,
+            quantize=cfg.model.quantize,
+            num_threads=cfg.model.num_threads,
+            sort_by_length=cfg.model.sort_by_length,
+            chunk_size=cfg.model.forward_chunk_size,
+        )
+        self.load_seconds = time.perf_counter() - started
+        self.metadata = metadata
+
+    @classmethod
+    def load(cls, cfg: ServingConfig) -> ModelEngine:
+        return cls(cfg, get_bento_model(cfg.model.tag))
+
+    def classify(self, texts: list[str], with_embeddings: bool = True) -> list[dict[str, Any]]:
+        return [p.to_dict() for p in self.runtime.predict(texts, with_embeddings=with_embeddings)]
+
+    def custom_object(self, name: str) -> Any:
+        return self.bento_model.custom_objects.get(name)
+
+    def info(self) -> dict[str, Any]:
+        runtime = self.runtime
+        return {
+            "name": self.bento_model.tag.name,
+            "version": self.bento_model.tag.version,
+            "tag": str(self.bento_model.tag),
+            "labels": runtime.labels,
+            "max_length": runtime.max_length,
+            "temperature": runtime.temperature,
+            "device": runtime.device.type,
+            "quantized": runtime.quantized,
+            "half_precision": runtime.half_precision,
+            "sort_by_length": runtime.sort_by_length,
+            "max_batch_size": self.cfg.batching.max_batch_size,
+            "max_latency_ms": self.cfg.batching.max_latency_ms,
+            "load_seconds": round(self.load_seconds, 3),
+            "mlflow": {
+                k.removeprefix("mlflow_"): v for k, v in self.metadata.items() if "mlflow" in k
+            },
+            "validation_metrics": {
+                k.removeprefix("val_"): v for k, v in self.metadata.items() if k.startswith("val_")
+            },
+            "bento_labels": dict(self.bento_model.info.labels or {}),
+        }

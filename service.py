@@ -1,0 +1,99 @@
+"""BentoML services: the HTTP contract and the wiring, nothing else.
+
+SentimentModel owns the model and one batchable method, so requests from many clients share
+forward passes. SentimentAPI is the public front: `/predict`'s JSON contract, the GET routes,
+monitoring and the UI, calling the model service through `bentoml.depends`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bentoml
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from sentiment.api import Limits, PredictGuard, predict_response
+from sentiment.config import load_serving_config
+from sentiment.engine import ModelEngine
+from sentiment.front import call_with_retry, health_payload, shorten_keepalive
+
+CONFIG = load_serving_config()
+LIMITS = Limits(
+    max_texts=CONFIG.api.max_texts_per_request,
+    max_text_chars=CONFIG.api.max_text_chars,
+    max_request_bytes=CONFIG.api.max_request_bytes,
+)
+
+
+@bentoml.service(name="sentiment_model", workers=1, traffic={"timeout": 60})
+class SentimentModel:
+    def __init__(self) -> None:
+        self.engine = ModelEngine.load(load_serving_config())
+
+    @bentoml.api(
+        batchable=True,
+        max_batch_size=CONFIG.batching.max_batch_size,
+        max_latency_ms=CONFIG.batching.max_latency_ms,
+    )
+    def classify(self, texts: list[str]) -> list[dict[str, Any]]:
+        return self.engine.classify(texts)
+
+    @bentoml.api
+    def info(self) -> dict[str, Any]:
+        return self.engine.info()
+
+
+async def health(request: Request) -> JSONResponse:
+    service = bentoml.get_current_service()
+    loaded = await service.model_loaded()
+    return JSONResponse(health_payload(loaded), status_code=200 if loaded else 503)
+
+
+async def model_info(request: Request) -> JSONResponse:
+    service = bentoml.get_current_service()
+    return JSONResponse(await service.model_info())
+
+
+routes = Starlette(
+    routes=[
+        Route("/health", health, methods=["GET"]),
+        Route("/model/info", model_info, methods=["GET"]),
+    ]
+)
+
+
+@bentoml.asgi_app(routes, path="/")
+@bentoml.service(name="sentiment_api", workers=1, traffic={"timeout": 60})
+class SentimentAPI:
+    model = bentoml.depends(SentimentModel)
+
+    def __init__(self) -> None:
+        self._info: dict[str, Any] | None = None
+        shorten_keepalive(self.model)
+
+    async def model_info(self) -> dict[str, Any]:
+        if self._info is None:
+            self._info = await self.model.to_async.info()
+        return self._info
+
+    async def model_loaded(self) -> bool:
+        try:
+            await self.model_info()
+        except Exception:
+            return False
+        return True
+
+    async def classify(self, texts: list[str]) -> list[dict[str, Any]]:
+        return await call_with_retry(self.model.to_async.classify, texts)
+
+    @bentoml.api(route="/predict")
+    async def predict(self, texts: list[str], return_probabilities: bool = False) -> dict[str, Any]:
+        raw = await self.classify(texts)
+        info = await self.model_info()
+        return predict_response(raw, return_probabilities, info["version"])
+
+
+SentimentAPI.add_asgi_middleware(PredictGuard, limits=LIMITS)
