@@ -51,7 +51,7 @@ ensure-model: $(STAMP) ## Train (quick) and import only when the BentoML store h
 	fi
 
 serve: ensure-model ## Serve the API, docs and UI with bentoml on PORT (default 3000)
-	@echo "API:     http://localhost:$(PORT)/predict   (docs: http://localhost:$(PORT)/docs)"
+	@echo "API:     http://localhost:$(PORT)/predict   (docs: http://localhost:$(PORT)/)"
 	@echo "UI:      http://localhost:$(PORT)/ui/"
 	@echo "Metrics: http://localhost:$(PORT)/metrics   Monitoring: http://localhost:$(PORT)/monitoring"
 	$(BENTOML) serve service:SentimentAPI --port $(PORT)

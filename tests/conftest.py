@@ -1,0 +1,184 @@
+"""Shared fixtures: SST-2 files, a tiny model trained into a temporary MLflow, imported into a
+temporary BentoML store, and a real `bentoml serve` over it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from sentiment.data import resolve_reviews_file, resolve_sst2_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+# Enough to learn the direction of obvious sentences in about 30 s on 2 cores.
+TINY_TRAINING = {
+    "model": {"max_length": 64},
+    "training": {
+        "epochs": 1,
+        "batch_size": 16,
+        "learning_rate": 1.5e-4,
+        "max_train_samples": 600,
+        "max_eval_samples": 300,
+    },
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def sst2_dir() -> Path:
+    folder = resolve_sst2_dir(os.environ.get("SENTIMENT_DATA_DIR"))
+    if folder is None:
+        pytest.fail("SST-2 TSV files not found: set SENTIMENT_DATA_DIR or provide ../shared/data")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def reviews_file() -> Path:
+    return resolve_reviews_file()
+
+
+@pytest.fixture(scope="session")
+def trained_registry(tmp_path_factory: pytest.TempPathFactory, sst2_dir: Path) -> dict[str, str]:
+    """A tiny model trained on a few hundred SST-2 sentences, registered as sentiment@candidate."""
+    work = tmp_path_factory.mktemp("mlflow")
+    config = work / "tiny.yaml"
+    tracking_uri = f"sqlite:///{work / 'mlflow.db'}"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                **TINY_TRAINING,
+                "data": {"data_dir": str(sst2_dir)},
+                "mlflow": {"tracking_uri": tracking_uri, "experiment_name": "tests"},
+            }
+        )
+    )
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "SENTIMENT_DATA_DIR": str(sst2_dir)}
+    result = subprocess.run(
+        [sys.executable, "-m", "training.train", "--config", str(config)],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return {
+        "tracking_uri": tracking_uri,
+        "model_name": "sentiment",
+        "alias": "candidate",
+        "config": str(config),
+        "workdir": str(work),
+        "train_stdout": result.stdout,
+    }
+
+
+@pytest.fixture(scope="session")
+def bento_env(
+    tmp_path_factory: pytest.TempPathFactory, trained_registry: dict[str, str], sst2_dir: Path
+) -> dict[str, str]:
+    """Environment for subprocesses: a temporary BENTOML_HOME holding the imported model."""
+    home = tmp_path_factory.mktemp("bentoml_home")
+    env = {
+        **os.environ,
+        "BENTOML_HOME": str(home),
+        "MLFLOW_TRACKING_URI": trained_registry["tracking_uri"],
+        "SENTIMENT_DATA_DIR": str(sst2_dir),
+        "BENTOML_DO_NOT_TRACK": "true",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "training.import_model"],
+        cwd=trained_registry["workdir"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    tag = next(word for word in result.stdout.split() if word.startswith("sentiment:"))
+    return {**env, "SENTIMENT_MODEL_TAG": tag}
+
+
+class ServerProcess:
+    def __init__(self, env: dict[str, str], log_path: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bentoml",
+                "serve",
+                "service:SentimentAPI",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait_ready(self, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"bentoml serve exited: {self.log_tail()}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        raise TimeoutError(f"bentoml serve not ready after {timeout} s: {self.log_tail()}")
+
+    def log_tail(self, chars: int = 4000) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def stop(self) -> None:
+        import signal
+
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def server(
+    bento_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """A real `bentoml serve service:SentimentAPI` on a free port."""
+    proc = ServerProcess(bento_env, tmp_path_factory.mktemp("serve") / "bentoml.log")
+    try:
+        proc.wait_ready()
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="session")
+def served_url(server: ServerProcess) -> str:
+    return server.url

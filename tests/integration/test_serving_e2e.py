@@ -1,0 +1,120 @@
+"""End to end: tiny model trained -> MLflow -> BentoML store -> `bentoml serve` -> /predict."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import httpx
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def scrape_batch_histogram(metrics_text: str) -> tuple[float, float]:
+    """(number of batches, summed batch sizes) of the model service's classify API."""
+    count = total = 0.0
+    for line in metrics_text.splitlines():
+        if not line.startswith("bentoml_service_adaptive_batch_size_"):
+            continue
+        if 'endpoint="classify"' not in line and "classify" not in line:
+            continue
+        value = float(line.rsplit(" ", 1)[1])
+        if line.startswith("bentoml_service_adaptive_batch_size_count"):
+            count += value
+        elif line.startswith("bentoml_service_adaptive_batch_size_sum"):
+            total += value
+    return count, total
+
+
+def test_predict_contract(served_url: str) -> None:
+    resp = httpx.post(
+        f"{served_url}/predict",
+        json={"texts": ["a wonderful, moving film", "dull and lifeless"], "return_probabilities": True},
+        timeout=60,
+    )
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert set(body) == {"predictions", "model_version", "timestamp"}
+    assert re.match(r"\d{4}-\d\d-\d\dT", body["timestamp"])
+    assert len(body["predictions"]) == 2
+    for item in body["predictions"]:
+        assert item["sentiment"] in ("positive", "negative")
+        probs = item["probabilities"]
+        assert abs(probs["positive"] + probs["negative"] - 1) < 1e-4
+        assert item["confidence"] == pytest.approx(max(probs.values()), abs=1e-6)
+    plain = httpx.post(f"{served_url}/predict", json={"texts": ["fine"]}, timeout=60).json()
+    assert "probabilities" not in plain["predictions"][0]
+
+
+def test_health_and_model_info(served_url: str) -> None:
+    health = httpx.get(f"{served_url}/health", timeout=30).json()
+    assert health["status"] == "healthy" and health["model_loaded"] is True
+    info = httpx.get(f"{served_url}/model/info", timeout=30).json()
+    assert info["name"] == "sentiment"
+    assert info["labels"] == ["negative", "positive"]
+    assert info["mlflow"]["model_name"] == "sentiment"
+    assert info["mlflow"]["alias"] == "candidate"
+    assert 0.0 <= info["validation_metrics"]["accuracy"] <= 1.0
+    for path in ("/livez", "/readyz", "/metrics", "/", "/docs.json"):
+        assert httpx.get(f"{served_url}{path}", timeout=30).status_code == 200, path
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        (b'{"texts": []}', 400, "empty"),
+        (b"{}", 400, "missing field 'texts'"),
+        (b'{"texts": ["ok", 3]}', 400, "texts[1] is int"),
+        (b'{"texts": ["ok", "   "]}', 400, "texts[1] is empty"),
+        (b'{"texts": "not a list"}', 400, "must be a list"),
+        (b'{"texts": ["ok"], "return_probabilities": "yes"}', 400, "true or false"),
+        (b'{"texts": ["unterminated"', 400, "not valid JSON"),
+        (b"[1, 2]", 400, "JSON object"),
+        (b'{"texts": [' + b'"x",' * 64 + b'"x"]}', 413, "more than the limit"),
+        (b'{"texts": ["' + b"a" * 1_100_000 + b'"]}', 413, "request body over"),
+    ],
+)
+def test_bad_input_gets_a_clear_4xx(
+    served_url: str, body: bytes, status: int, fragment: str
+) -> None:
+    resp = httpx.post(
+        f"{served_url}/predict",
+        content=body,
+        headers={"content-type": "application/json"},
+        timeout=60,
+    )
+    assert resp.status_code == status, resp.text
+    assert fragment in resp.json()["error"]
+
+
+def test_overlong_text_is_truncated_not_rejected(served_url: str) -> None:
+    text = "a truly great film. " * 400
+    resp = httpx.post(f"{served_url}/predict", json={"texts": [text]}, timeout=60)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["predictions"][0]["sentiment"] in ("positive", "negative")
+
+
+def test_concurrent_requests_share_batches(served_url: str) -> None:
+    sentences = [f"the {i}th scene is wonderful" if i % 2 else f"scene {i} is awful" for i in range(64)]
+    before = scrape_batch_histogram(httpx.get(f"{served_url}/metrics", timeout=30).text)
+
+    async def fire() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=64)
+        async with httpx.AsyncClient(base_url=served_url, timeout=120, limits=limits) as client:
+            return await asyncio.gather(
+                *(client.post("/predict", json={"texts": [s]}) for s in sentences)
+            )
+
+    responses = asyncio.run(fire())
+    assert [r.status_code for r in responses] == [200] * 64
+    for resp in responses:
+        (item,) = resp.json()["predictions"]
+        assert item["sentiment"] in ("positive", "negative")
+        assert 0.5 <= item["confidence"] <= 1.0
+    after = scrape_batch_histogram(httpx.get(f"{served_url}/metrics", timeout=30).text)
+    batches = after[0] - before[0]
+    requests_batched = after[1] - before[1]
+    assert requests_batched >= 64
+    # Merged: fewer model calls than requests.
+    assert batches < requests_batched, (batches, requests_batched)
