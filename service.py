@@ -96,4 +96,5 @@ class SentimentAPI:
         return predict_response(raw, return_probabilities, info["version"])
 
 
-SentimentAPI.add_asgi_middleware(PredictGuard, limits=LIMITS)
+# bentoml.service returns a Service object; its stubs still type the decorated name as the class.
+SentimentAPI.add_asgi_middleware(PredictGuard, limits=LIMITS)  # type: ignore[attr-defined]

@@ -29,7 +29,7 @@ def get_bento_model(tag: str) -> Any:
 def bentoml_store_path() -> str:
     from bentoml._internal.configuration.containers import BentoMLContainer
 
-    return str(BentoMLContainer.model_store.get()._fs.getsyspath("/"))
+    return str(BentoMLContainer.bentoml_home.get())
 
 
 class ModelEngine:

@@ -214,4 +214,3 @@ class SentimentRuntime:
             unk_ratio=unk / n_tokens if n_tokens else 0.0,
             embedding=None if embedding is None else [round(float(x), 5) for x in embedding],
         )
-

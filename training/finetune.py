@@ -63,7 +63,7 @@ def linear_warmup_schedule(total_steps: int, warmup_steps: int) -> Callable[[int
 def warmup_step_count(cfg: TrainingConfig, total_steps: int) -> int:
     if cfg.training.warmup_steps > 0:
         return min(cfg.training.warmup_steps, total_steps)
-    return int(round(cfg.training.warmup_ratio * total_steps))
+    return round(cfg.training.warmup_ratio * total_steps)
 
 
 @torch.inference_mode()
@@ -143,7 +143,9 @@ def finetune(
         model.train()
         order = rng.permutation(len(train))
         running = 0.0
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{cfg.training.epochs}", unit="batch")
+        bar = tqdm(
+            range(steps_per_epoch), desc=f"epoch {epoch}/{cfg.training.epochs}", unit="batch"
+        )
         for step in bar:
             rows = order[step * batch : (step + 1) * batch]
             enc = tokenizer(

@@ -1,4 +1,4 @@
-"""`python -m training.train`: fine-tune on SST-2, log the run to MLflow, register, set the alias."""
+"""`python -m training.train`: fine-tune on SST-2, log to MLflow, register, set the alias."""
 
 from __future__ import annotations
 
@@ -58,7 +58,9 @@ def pip_requirements() -> list[str]:
     """Pinned explicitly: MLflow's inference of requirements imports torchvision and fails."""
     from importlib.metadata import version
 
-    return [f"{name}=={version(name)}" for name in ("transformers", "torch", "tokenizers", "mlflow")]
+    return [
+        f"{name}=={version(name)}" for name in ("transformers", "torch", "tokenizers", "mlflow")
+    ]
 
 
 def log_and_register(

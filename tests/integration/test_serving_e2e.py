@@ -30,7 +30,10 @@ def scrape_batch_histogram(metrics_text: str) -> tuple[float, float]:
 def test_predict_contract(served_url: str) -> None:
     resp = httpx.post(
         f"{served_url}/predict",
-        json={"texts": ["a wonderful, moving film", "dull and lifeless"], "return_probabilities": True},
+        json={
+            "texts": ["a wonderful, moving film", "dull and lifeless"],
+            "return_probabilities": True,
+        },
         timeout=60,
     )
     assert resp.status_code == 200, resp.text
@@ -96,7 +99,9 @@ def test_overlong_text_is_truncated_not_rejected(served_url: str) -> None:
 
 
 def test_concurrent_requests_share_batches(served_url: str) -> None:
-    sentences = [f"the {i}th scene is wonderful" if i % 2 else f"scene {i} is awful" for i in range(64)]
+    sentences = [
+        f"the {i}th scene is wonderful" if i % 2 else f"scene {i} is awful" for i in range(64)
+    ]
     before = scrape_batch_histogram(httpx.get(f"{served_url}/metrics", timeout=30).text)
 
     async def fire() -> list[httpx.Response]:
