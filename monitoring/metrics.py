@@ -1,0 +1,106 @@
+"""Prometheus metrics of the monitor, exported on the service's own `/metrics`.
+
+BentoML starts every worker with PROMETHEUS_MULTIPROC_DIR set and serves `/metrics` from a
+MultiProcessCollector over that folder, so metrics created here on prometheus_client's
+default registry appear there next to BentoML's. prometheus_client picks its storage when it
+is first imported, which is why it is imported only when the metrics are created (never at
+module import time).
+
+Across workers: counters and histograms are summed by the collector; drift gauges are
+per-worker (`liveall` mode adds a `pid` label: each worker has its own window); active_models
+takes the largest value among live workers.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from monitoring.drift import TEST_NAMES
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+CONFIDENCE_BUCKETS = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.99, 1.0)
+
+
+class MonitorMetrics:
+    """The monitor's counters, histograms and gauges on one registry."""
+
+    def __init__(self, registry: Any = None) -> None:
+        import prometheus_client as prom
+
+        kw: dict[str, Any] = {} if registry is None else {"registry": registry}
+        self.predictions = prom.Counter(
+            "prediction_total", "Predictions served, by predicted sentiment", ["sentiment"], **kw
+        )
+        self.duration = prom.Histogram(
+            "prediction_duration_seconds",
+            "Time to answer one /predict request (all its texts)",
+            buckets=LATENCY_BUCKETS,
+            **kw,
+        )
+        self.confidence = prom.Histogram(
+            "model_confidence", "Confidence of each prediction", buckets=CONFIDENCE_BUCKETS, **kw
+        )
+        self.active_models = prom.Gauge(
+            "active_models",
+            "Models this process serves predictions from",
+            multiprocess_mode="livemax",
+            **kw,
+        )
+        self.dropped = prom.Counter(
+            "monitoring_dropped_predictions_total",
+            "Predictions not monitored because the monitoring thread fell behind",
+            **kw,
+        )
+        per_worker: dict[str, Any] = {"multiprocess_mode": "liveall", **kw}
+        self.drift_score = prom.Gauge(
+            "drift_score", "1 - smallest Holm-corrected p-value (0 = no evidence)", **per_worker
+        )
+        self.drift_detected = prom.Gauge(
+            "drift_detected", "1 when the window differs from the reference", **per_worker
+        )
+        self.window_size = prom.Gauge(
+            "drift_window_size", "Predictions in the current drift window", **per_worker
+        )
+        self.test_statistic = prom.Gauge(
+            "drift_test_statistic", "Statistic of each drift test", ["test"], **per_worker
+        )
+        self.test_p_value = prom.Gauge(
+            "drift_test_p_value", "Uncorrected p-value of each drift test", ["test"], **per_worker
+        )
+
+    def observe(self, labels: list[str], confidences: list[float], latency_s: float | None) -> None:
+        counts: dict[str, int] = {}
+        for label in labels:
+            counts[label] = counts.get(label, 0) + 1
+        for label, n in counts.items():
+            self.predictions.labels(sentiment=label).inc(n)
+        for value in confidences:
+            self.confidence.observe(value)
+        if latency_s is not None:
+            self.duration.observe(latency_s)
+
+    def set_drift(self, report: Mapping[str, Any]) -> None:
+        self.drift_score.set(report["drift_score"])
+        self.drift_detected.set(1 if report["drift_detected"] else 0)
+        self.window_size.set(report["window_size"])
+        for name in TEST_NAMES:
+            test = report["tests"].get(name, {})
+            # NaN, not 0, for a test that did not run: 0 would read as a p-value of certain drift.
+            self.test_statistic.labels(test=name).set(test.get("statistic", float("nan")))
+            self.test_p_value.labels(test=name).set(test.get("p_value", float("nan")))
+
+
+_DEFAULT: MonitorMetrics | None = None
+_LOCK = threading.Lock()
+
+
+def default_metrics() -> MonitorMetrics:
+    """The process's metrics on the default registry, created once (a second registration of
+    the same names would raise)."""
+    global _DEFAULT
+    with _LOCK:
+        if _DEFAULT is None:
+            _DEFAULT = MonitorMetrics()
+        return _DEFAULT

@@ -1,0 +1,259 @@
+"""SentimentMonitor: the project's `bentoml.monitoring.MonitorBase`, where metrics and drift run.
+
+Named by the front service's `monitoring={"type": "monitoring.monitor.SentimentMonitor"}`,
+so `bentoml.monitor(name)` in that process returns one instance of it (one per worker).
+
+`export_data` runs on the request path and only appends the record to a bounded buffer. A
+daemon thread drains the buffer every `refresh_interval_s`: it updates the Prometheus
+metrics, the running summary and the drift window, and re-runs the drift tests when new
+predictions arrived. `summary()` does the same on demand, so `GET /monitoring` is current.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextvars
+import logging
+import os
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+from bentoml.monitoring import MonitorBase
+
+from monitoring.config import MonitoringConfig, load_monitoring_config
+from monitoring.drift import STATUS_NO_REFERENCE, DriftDetector
+from monitoring.metrics import MonitorMetrics, default_metrics
+from monitoring.reference import DriftReference, label_index, load_reference
+from monitoring.stats import percentile_summary
+from monitoring.window import PendingBuffer, RunningSummary
+
+logger = logging.getLogger("monitoring.monitor")
+
+# The latency of the request being logged: set by the hook around one monitor record and read
+# by export_data in the same context (BentoML's own record state lives in context variables
+# the same way).
+REQUEST_LATENCY: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "REQUEST_LATENCY", default=None
+)
+
+# name -> instance, so the hook can read the summary without starting a monitor record.
+ACTIVE: dict[str, SentimentMonitor] = {}
+
+
+class SentimentMonitor(MonitorBase[Any]):
+    PRESERVED_COLUMNS = ()
+
+    def __init__(
+        self,
+        name: str,
+        config: str | None = None,
+        *,
+        settings: MonitoringConfig | None = None,
+        metrics: MonitorMetrics | None = None,
+        reference: DriftReference | None = None,
+        background: bool = True,
+        **_bentoml_defaults: Any,  # BentoML merges its default monitor's options in
+    ) -> None:
+        super().__init__(name)
+        self.cfg = settings or load_monitoring_config(config)
+        drift = self.cfg.drift
+        self.detector = DriftDetector(
+            drift.window_size,
+            drift.threshold,
+            reference,
+            min_window=drift.min_window,
+            length_feature=drift.length_feature,
+            mmd_permutations=drift.mmd_permutations,
+            mmd_max_samples=drift.mmd_max_samples,
+            seed=drift.seed,
+        )
+        self.buffer = PendingBuffer(self.cfg.monitor.max_pending)
+        self.totals = RunningSummary(self.cfg.monitor.latency_window)
+        self.dropped = 0
+        self._metrics = metrics
+        self._lock = threading.Lock()
+        self._thread_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._background = background
+        # The tag the front reports for its model; the reference is (re)loaded when it changes.
+        self._wanted_tag: str | None = None
+        self._reference_tag: str | None = None if reference is None else "<given>"
+        self._reference_error: str | None = None
+        self._stale = True
+        self._report = self.detector.detect_drift()
+        self.schema: dict[str, dict[str, str]] = {}
+        ACTIVE[name] = self
+
+    # --- request path -------------------------------------------------------------------------
+
+    def export_schema(self, columns_schema: dict[str, dict[str, str]]) -> None:
+        self.schema = dict(columns_schema)
+
+    def export_data(self, datas: dict[str, collections.deque[Any]]) -> None:
+        n = len(datas.get("confidence", ()))
+        if n == 0:
+            return
+        record: dict[str, Any] = {name: list(values) for name, values in datas.items()}
+        record["_latency_s"] = REQUEST_LATENCY.get()
+        self.buffer.put(record, n)
+        if self._background and self._thread is None:
+            self._start_thread()
+
+    def log_batch(self, data_batch: Iterable[Any], name: str, role: str, data_type: str) -> None:
+        """One column at once.
+
+        MonitorBase.log_batch calls log() per value, and on a monitor's first record log()
+        warns "Column name ... is duplicated" for every value after the first.
+        """
+        from bentoml._internal.monitoring.base import MON_DATAS_VAR
+
+        values = list(data_batch)
+        if not values:
+            return
+        self.log(values[0], name, role, data_type)
+        datas = MON_DATAS_VAR.get()
+        if datas is not None:
+            datas[name if name not in self.PRESERVED_COLUMNS else name + "_"].extend(values[1:])
+
+    def set_model_tag(self, tag: str) -> None:
+        if tag != self._wanted_tag:
+            self._wanted_tag = tag
+
+    # --- off the request path -----------------------------------------------------------------
+
+    @property
+    def metrics(self) -> MonitorMetrics:
+        if self._metrics is None:
+            self._metrics = default_metrics()
+        return self._metrics
+
+    def _start_thread(self) -> None:
+        # Not self._lock: a request must never wait behind a drift computation.
+        with self._thread_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name=f"monitor-{self.name}", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.cfg.monitor.refresh_interval_s):
+            try:
+                self.refresh()
+            except Exception:
+                logger.exception("monitor refresh failed; will retry")
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        ACTIVE.pop(self.name, None)
+
+    def refresh(self) -> dict[str, Any]:
+        """Take in waiting records; re-run the drift tests if anything changed."""
+        with self._lock:
+            self._ensure_reference()
+            records, dropped = self.buffer.drain()
+            if dropped:
+                self.dropped += dropped
+                self.metrics.dropped.inc(dropped)
+            for record in records:
+                try:
+                    self._ingest(record)
+                except (KeyError, ValueError, TypeError) as exc:
+                    logger.warning("skipped a monitoring record: %s", exc)
+            if records or self._stale:
+                self._report = self.detector.detect_drift()
+                self.metrics.set_drift(self._report)
+                self._stale = False
+            return self._report
+
+    def _ingest(self, record: dict[str, Any]) -> None:
+        labels = [str(v) for v in record.get("label", [])]
+        confidences = [float(v) for v in record.get("confidence", [])]
+        latency = record.get("_latency_s")
+        known = self.detector.reference.labels if self.detector.reference else None
+        label_ids = [label_index(v, known) if known else label_index(v) for v in labels]
+        positive = sum(1 for v in labels if v == "positive")
+        self.totals.add(np.asarray(confidences), positive, latency)
+        self.metrics.observe(labels, confidences, latency)
+        self.metrics.active_models.set(1)
+        embeddings = record.get("embedding")
+        self.detector.add(
+            confidences,
+            label_ids,
+            record.get("n_chars", [0] * len(labels)),
+            record.get("n_tokens", [0] * len(labels)),
+            embeddings if embeddings and all(e is not None for e in embeddings) else None,
+        )
+
+    def _ensure_reference(self) -> None:
+        wanted = self._wanted_tag or _configured_model_tag()
+        if self._reference_tag in (wanted, "<given>") or wanted is None:
+            return
+        try:
+            import bentoml
+
+            resolved = str(bentoml.models.get(wanted).tag)
+            if resolved == self._reference_tag:
+                self._wanted_tag = resolved
+                return
+            reference = load_reference(resolved)
+        except Exception as exc:
+            self._reference_error = f"cannot load the drift reference of {wanted}: {exc}"
+            logger.warning(self._reference_error)
+            self._reference_tag = self._wanted_tag = wanted
+            return
+        if reference is None:
+            self._reference_error = (
+                f"model {resolved} has no drift reference: re-import it "
+                "(`bentoml models delete <tag>` then `make import-model`)"
+            )
+            logger.warning(self._reference_error)
+        else:
+            self._reference_error = None
+        self.detector.set_reference(reference)
+        self._reference_tag = resolved
+        self._wanted_tag = resolved
+        self._stale = True
+
+    def summary(self) -> dict[str, Any]:
+        report = self.refresh()
+        with self._lock:
+            latencies = list(self.totals.latencies)
+            totals = self.totals
+            reference = self.detector.reference
+            drift_status = dict(report)
+            if report["status"] == STATUS_NO_REFERENCE and self._reference_error:
+                drift_status["reason"] = self._reference_error
+            quantiles = percentile_summary(latencies, (50, 95, 99))
+            return {
+                "total_predictions": totals.total,
+                "average_confidence": _rounded(totals.average_confidence),
+                "positive_ratio": _rounded(totals.positive_ratio),
+                "latency_p50": _rounded(quantiles["p50"]),
+                "latency_p95": _rounded(quantiles["p95"]),
+                "latency_p99": _rounded(quantiles["p99"]),
+                "latency_requests": len(latencies),
+                "dropped_predictions": self.dropped,
+                "drift_status": drift_status,
+                "reference": None if reference is None else reference.describe(),
+                "model_tag": self._reference_tag if self._reference_tag != "<given>" else None,
+                "worker_pid": os.getpid(),
+            }
+
+
+def _rounded(value: float | None, digits: int = 6) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _configured_model_tag() -> str | None:
+    from sentiment.config import ConfigError, load_serving_config
+
+    try:
+        return load_serving_config().model.tag
+    except ConfigError:
+        return None
