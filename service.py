@@ -18,7 +18,7 @@ from starlette.routing import Route
 from sentiment.api import Limits, PredictGuard, predict_response
 from sentiment.config import load_serving_config
 from sentiment.engine import ModelEngine
-from sentiment.front import call_with_retry, health_payload, shorten_keepalive
+from sentiment.front import MODEL_CLIENT_SESSION, call_with_retry, health_payload
 
 CONFIG = load_serving_config()
 LIMITS = Limits(
@@ -28,7 +28,12 @@ LIMITS = Limits(
 )
 
 
-@bentoml.service(name="sentiment_model", workers=1, traffic={"timeout": 60})
+@bentoml.service(
+    name="sentiment_model",
+    workers=1,
+    traffic={"timeout": CONFIG.api.timeout_s},
+    runner_connection=MODEL_CLIENT_SESSION,
+)
 class SentimentModel:
     def __init__(self) -> None:
         self.engine = ModelEngine.load(load_serving_config())
@@ -66,13 +71,16 @@ routes = Starlette(
 
 
 @bentoml.asgi_app(routes, path="/")
-@bentoml.service(name="sentiment_api", workers=1, traffic={"timeout": 60})
+@bentoml.service(
+    name="sentiment_api",
+    workers=1,
+    traffic={"timeout": CONFIG.api.timeout_s, "max_concurrency": CONFIG.api.max_concurrency},
+)
 class SentimentAPI:
     model = bentoml.depends(SentimentModel)
 
     def __init__(self) -> None:
         self._info: dict[str, Any] | None = None
-        shorten_keepalive(self.model)
 
     async def model_info(self) -> dict[str, Any]:
         if self._info is None:

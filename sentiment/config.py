@@ -119,6 +119,9 @@ class ApiSection(_Strict):
     max_texts_per_request: int = Field(64, ge=1)
     max_text_chars: int = Field(20_000, ge=1)
     max_request_bytes: int = Field(1_000_000, ge=1024)
+    # Requests the front works on at once; beyond that it answers 503 at once instead of queueing.
+    max_concurrency: int = Field(64, ge=1)
+    timeout_s: float = Field(60.0, gt=0)
     port: int = Field(3000, ge=1, le=65535)
 
 
@@ -136,6 +139,7 @@ SERVING_ENV: dict[str, tuple[str, ...]] = {
     "SENTIMENT_MAX_BATCH_SIZE": ("batching", "max_batch_size"),
     "SENTIMENT_MAX_LATENCY_MS": ("batching", "max_latency_ms"),
     "SENTIMENT_MAX_TEXTS": ("api", "max_texts_per_request"),
+    "SENTIMENT_MAX_CONCURRENCY": ("api", "max_concurrency"),
     "PORT": ("api", "port"),
 }
 

@@ -7,18 +7,27 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import httpx
+import aiohttp
 
 from sentiment.api import now_iso
 
 logger = logging.getLogger("sentiment.front")
 
-# The dependency's uvicorn closes idle keep-alive connections after 5 s, and httpx keeps idle
-# connections for 5 s as well: a request sent on a connection at the moment the server drops it
-# fails with "Server disconnected without sending a response" although the server never saw it.
-# Such a failure, and only such a one, is safe to send again.
-RETRYABLE = (httpx.RemoteProtocolError, httpx.ConnectError, httpx.ReadError)
+# BentoML's client to a dependency (aiohttp, _bentoml_impl/client/proxy2.py) replaces its session
+# every `runner_connection.max_requests` requests (default 100) or `max_age` seconds and closes the
+# old one at once, cutting off every request still in flight on it: the caller gets
+# ServerDisconnectedError although the model service answered 200. service.py raises both limits
+# far beyond any run; a retry still covers the rare replacement and an idle keep-alive connection
+# closed by the server (uvicorn: 5 s) just as it is reused. Both failures happen before an answer
+# is read, and classify has no side effects, so sending the texts again is safe.
+RETRYABLE: tuple[type[BaseException], ...] = (
+    aiohttp.ServerDisconnectedError,
+    aiohttp.ClientConnectionResetError,
+    aiohttp.ClientOSError,
+)
 RETRIES = 2
+# The model service's `runner_connection` setting: how long the front keeps one client session.
+MODEL_CLIENT_SESSION = {"max_requests": 2**31 - 1, "max_age": 7 * 24 * 3600.0}
 
 
 async def call_with_retry(
@@ -30,22 +39,9 @@ async def call_with_retry(
         except RETRYABLE as exc:
             if attempt == RETRIES:
                 raise
-            logger.warning("model call failed before an answer (%s); retrying", exc)
+            logger.warning("model call cut off before an answer (%r); sending it again", exc)
             await asyncio.sleep(0.01 * (attempt + 1))
     raise AssertionError("unreachable")
-
-
-def shorten_keepalive(proxy: Any, seconds: float = 2.0) -> None:
-    """Let the front drop idle connections well before the model service does.
-
-    BentoML starts dependency workers without --timeout-keep-alive (uvicorn's 5 s) while
-    its httpx client pool keeps idle connections for the same 5 s.
-    """
-    try:
-        pool = proxy.to_async.client._transport._pool
-        pool._keepalive_expiry = seconds
-    except AttributeError:
-        logger.warning("could not shorten the model client's keep-alive; relying on retries")
 
 
 def health_payload(model_loaded: bool) -> dict[str, Any]:
