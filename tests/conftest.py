@@ -4,20 +4,17 @@ temporary BentoML store, and a real `bentoml serve` over it."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 
+from loadtests.servers import ServerProcess
 from sentiment.data import resolve_reviews_file, resolve_sst2_dir
 
-ROOT = Path(__file__).resolve().parent.parent
 # Enough to learn the direction of obvious sentences in about 30 s on 2 cores.
 TINY_TRAINING = {
     "model": {"max_length": 64},
@@ -29,12 +26,6 @@ TINY_TRAINING = {
         "max_eval_samples": 300,
     },
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -111,67 +102,12 @@ def bento_env(
     return {**env, "SENTIMENT_MODEL_TAG": tag}
 
 
-class ServerProcess:
-    def __init__(self, env: dict[str, str], log_path: Path, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bentoml",
-                "serve",
-                "service:SentimentAPI",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def wait_ready(self, timeout: float = 180) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"bentoml serve exited: {self.log_tail()}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        raise TimeoutError(f"bentoml serve not ready after {timeout} s: {self.log_tail()}")
-
-    def log_tail(self, chars: int = 4000) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")[-chars:]
-
-    def stop(self) -> None:
-        import signal
-
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self._log.close()
-
-
 @pytest.fixture(scope="session")
 def server(
     bento_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
     """A real `bentoml serve service:SentimentAPI` on a free port."""
-    proc = ServerProcess(bento_env, tmp_path_factory.mktemp("serve") / "bentoml.log")
+    proc = ServerProcess.bentoml(bento_env, tmp_path_factory.mktemp("serve") / "bentoml.log")
     try:
         proc.wait_ready()
         yield proc

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import free_port
+from loadtests.servers import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
