@@ -1,0 +1,1 @@
+"""Load, memory and quality benchmarks that report numbers (not timed tests)."""
