@@ -17,6 +17,8 @@ FloatArray = np.ndarray
 
 @dataclass(frozen=True)
 class TestResult:
+    __test__ = False  # not a pytest test class, despite the name
+
     name: str
     method: str
     statistic: float
