@@ -1,0 +1,36 @@
+"""Behavioural tests of a registered model: one test per case, then the promotion bar.
+
+Minimum functionality ("I love it." is positive), invariance (names, places and typos do not
+flip the label) and direction (adding "not" lowers p(positive), an intensifier pushes it further).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from training.behaviour import CASES, Case, Predict, judge, run_suite
+from training.promote import load_promotion_config
+
+pytestmark = pytest.mark.model
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_case(case: Case, model_predict: Predict) -> None:
+    texts = [case.text] + ([case.variant] if case.variant else [])
+    preds = model_predict(texts)
+    result = judge(case, preds[0], preds[1] if case.variant else None)
+    assert result.passed, (
+        f"{case.kind} '{case.text}'"
+        + (f" / '{case.variant}'" if case.variant else "")
+        + f": {result.detail}"
+    )
+
+
+def test_pass_rate_meets_the_promotion_gate(model_predict: Predict) -> None:
+    suite = run_suite(model_predict)
+    bar = load_promotion_config().gate.min_behaviour_pass_rate
+    print(f"pass rate {suite.pass_rate:.3f} by kind {suite.by_kind()}")
+    assert suite.pass_rate >= bar, (
+        f"pass rate {suite.pass_rate:.3f} under the promotion bar {bar:.3f}; failed: "
+        + ", ".join(r.case.id for r in suite.failures())
+    )
