@@ -18,7 +18,7 @@ from starlette.routing import Route
 from sentiment.api import Limits, PredictGuard, predict_response
 from sentiment.config import load_serving_config
 from sentiment.engine import ModelEngine
-from sentiment.front import MODEL_CLIENT_SESSION, call_with_retry, health_payload
+from sentiment.front import MODEL_CLIENT_SESSION, classify_remote, health_payload
 
 CONFIG = load_serving_config()
 LIMITS = Limits(
@@ -95,7 +95,7 @@ class SentimentAPI:
         return True
 
     async def classify(self, texts: list[str]) -> list[dict[str, Any]]:
-        return await call_with_retry(self.model.to_async.classify, texts)
+        return await classify_remote(self.model.to_async.classify, texts)
 
     @bentoml.api(route="/predict")
     async def predict(self, texts: list[str], return_probabilities: bool = False) -> dict[str, Any]:

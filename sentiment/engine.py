@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from sentiment.config import ServingConfig
-from sentiment.runtime import ModelNotFoundError, SentimentRuntime
+from sentiment.runtime import ModelNotFoundError, SentimentRuntime, encode_embedding
 
 HOW_TO_GET_A_MODEL = (
     "run `make train import-model` (or `make serve`, which does both when the store is empty)"
@@ -57,7 +57,14 @@ class ModelEngine:
         return cls(cfg, get_bento_model(cfg.model.tag))
 
     def classify(self, texts: list[str], with_embeddings: bool = True) -> list[dict[str, Any]]:
-        return [p.to_dict() for p in self.runtime.predict(texts, with_embeddings=with_embeddings)]
+        """Per-text dicts for the wire: embeddings encoded compactly (see decode_predictions)."""
+        out = []
+        for pred in self.runtime.predict(texts, with_embeddings=with_embeddings):
+            item = pred.to_dict()
+            if pred.embedding is not None:
+                item["embedding"] = encode_embedding(pred.embedding)
+            out.append(item)
+        return out
 
     def custom_object(self, name: str) -> Any:
         return self.bento_model.custom_objects.get(name)

@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 
 from sentiment.api import now_iso
+from sentiment.runtime import decode_embedding
 
 logger = logging.getLogger("sentiment.front")
 
@@ -42,6 +43,21 @@ async def call_with_retry(
             logger.warning("model call cut off before an answer (%r); sending it again", exc)
             await asyncio.sleep(0.01 * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+def decode_predictions(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Undo the model service's compact embedding encoding, in place."""
+    for item in raw:
+        if isinstance(item.get("embedding"), str):
+            item["embedding"] = decode_embedding(item["embedding"])
+    return raw
+
+
+async def classify_remote(
+    call: Callable[[list[str]], Awaitable[list[dict[str, Any]]]], texts: list[str]
+) -> list[dict[str, Any]]:
+    """The model service's classify with retries, embeddings decoded."""
+    return decode_predictions(await call_with_retry(call, texts))
 
 
 def health_payload(model_loaded: bool) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,15 @@ class TextPrediction:
             "unk_ratio": self.unk_ratio,
             "embedding": self.embedding,
         }
+
+
+def encode_embedding(vector: Sequence[float] | np.ndarray) -> str:
+    """float16 little-endian bytes in base64: about 10x cheaper to serialise than a JSON list."""
+    return base64.b64encode(np.asarray(vector, dtype="<f2").tobytes()).decode("ascii")
+
+
+def decode_embedding(encoded: str) -> list[float]:
+    return np.frombuffer(base64.b64decode(encoded), dtype="<f2").astype(np.float32).tolist()
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -212,5 +222,5 @@ class SentimentRuntime:
             n_chars=len(text),
             subword_ratio=(sub + unk) / n_tokens if n_tokens else 0.0,
             unk_ratio=unk / n_tokens if n_tokens else 0.0,
-            embedding=None if embedding is None else [round(float(x), 5) for x in embedding],
+            embedding=None if embedding is None else embedding.tolist(),
         )

@@ -1,0 +1,223 @@
+"""`make benchmark`: the platform and two baselines measured side by side in one run.
+
+Writes results/benchmark.json and prints a table. Compare ratios, not absolute figures: these
+machines are noisy, so every figure of one report comes from the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loadtests.http_load import run_load
+from loadtests.servers import ServerProcess, free_port
+from sentiment.config import load_serving_config
+from sentiment.data import read_tsv, resolve_sst2_dir
+from sentiment.metrics import classification_metrics
+
+# (clients, texts per request)
+LOADS: list[tuple[int, int]] = [(1, 1), (8, 1), (32, 1), (64, 1), (32, 16)]
+CEILING_BATCHES = (1, 8, 16, 32, 64)
+
+
+@dataclass(frozen=True)
+class Settings:
+    duration_s: float
+    warmup_s: float
+    overload_clients: int
+    out: Path
+
+
+def measure_ceiling(texts: list[str], labels: list[int]) -> dict[str, Any]:
+    """The served model's own batch function, in-process, at each batch size; and accuracy
+    of the serving defaults against full precision."""
+    from sentiment.engine import ModelEngine
+
+    cfg = load_serving_config()
+    engine = ModelEngine.load(cfg)
+    runtime = engine.runtime
+    for _ in range(3):
+        runtime.predict(texts[:64])
+    per_batch: dict[str, float] = {}
+    for size in CEILING_BATCHES:
+        n = min(len(texts), max(64, size * 8))
+        started = time.perf_counter()
+        for i in range(0, n, size):
+            engine.classify(texts[i : i + size])
+        per_batch[str(size)] = round(n / (time.perf_counter() - started), 2)
+    singles = []
+    for text in texts[:100]:
+        started = time.perf_counter()
+        engine.classify([text])
+        singles.append((time.perf_counter() - started) * 1000)
+    preds = [1 if p.label == "positive" else 0 for p in runtime.predict(texts)]
+    accuracy = classification_metrics(labels, preds)["accuracy"]
+    result = {
+        "texts_per_s_by_batch": per_batch,
+        "best_batch": max(per_batch, key=lambda k: per_batch[k]),
+        "texts_per_s": max(per_batch.values()),
+        "single_forward_ms": round(statistics.median(singles), 2),
+        "accuracy_served_defaults": round(accuracy, 4),
+        "device": runtime.device.type,
+        "quantized": runtime.quantized,
+    }
+    if runtime.quantized:
+        full = ModelEngine(
+            cfg.model_copy(update={"model": cfg.model.model_copy(update={"quantize": False})}),
+            engine.bento_model,
+        )
+        preds_full = [1 if p.label == "positive" else 0 for p in full.runtime.predict(texts)]
+        result["accuracy_fp32"] = round(classification_metrics(labels, preds_full)["accuracy"], 4)
+        started = time.perf_counter()
+        for i in range(0, 256, 32):
+            full.classify(texts[i : i + 32])
+        result["fp32_texts_per_s_batch32"] = round(256 / (time.perf_counter() - started), 2)
+        del full
+    return result
+
+
+def run_loads(url: str, texts: list[str], settings: Settings, label: str) -> list[dict[str, Any]]:
+    rows = []
+    for clients, per_request in LOADS:
+        result = run_load(
+            url, texts, clients, per_request, settings.duration_s, settings.warmup_s
+        ).summary()
+        print(
+            f"  {label:<10} clients={clients:<3} texts/request={per_request:<3} "
+            f"{result['texts_per_s']:>8} texts/s  p50={result['p50_ms']} ms  "
+            f"statuses={result['statuses']} errors={result['errors']}",
+            flush=True,
+        )
+        rows.append(result)
+    return rows
+
+
+def find(rows: list[dict[str, Any]], clients: int, per_request: int) -> dict[str, Any]:
+    return next(
+        r for r in rows if r["clients"] == clients and r["texts_per_request"] == per_request
+    )
+
+
+def ratio(a: float, b: float) -> float:
+    return round(a / b, 3) if b else 0.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--duration", type=float, default=12.0, help="seconds per measured load")
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--out", default="results/benchmark.json")
+    parser.add_argument(
+        "--skip-seed", action="store_true", help="skip baseline A (the slowest part)"
+    )
+    args = parser.parse_args(argv)
+    cfg = load_serving_config()
+    settings = Settings(args.duration, args.warmup, 2 * cfg.api.max_concurrency, Path(args.out))
+    folder = resolve_sst2_dir(os.environ.get("SENTIMENT_DATA_DIR"))
+    if folder is None:
+        print("error: SST-2 not found; set SENTIMENT_DATA_DIR", file=sys.stderr)
+        return 2
+    data = read_tsv(folder / "validation.tsv")
+    texts = data.texts
+    logs = Path(tempfile.mkdtemp(prefix="benchmark-"))
+    env = dict(os.environ)
+    report: dict[str, Any] = {
+        "cpu_count": os.cpu_count(),
+        "settings": {
+            "duration_s": settings.duration_s,
+            "warmup_s": settings.warmup_s,
+            "loads": LOADS,
+            "serving": cfg.model_dump(),
+            "sentences": f"{folder / 'validation.tsv'} ({len(texts)})",
+        },
+    }
+
+    print("ceiling: the served batch function in-process", flush=True)
+    report["ceiling"] = measure_ceiling(texts, data.labels)
+    print(f"  {report['ceiling']}", flush=True)
+
+    print("platform: bentoml serve, default settings", flush=True)
+    server = ServerProcess.bentoml(env, logs / "platform.log")
+    try:
+        server.wait_ready()
+        run_load(f"{server.url}/predict", texts, 8, 1, 3.0, 0.0)
+        report["platform"] = run_loads(f"{server.url}/predict", texts, settings, "platform")
+        overload = run_load(
+            f"{server.url}/predict", texts, settings.overload_clients, 1, settings.duration_s, 2.0
+        ).summary()
+        report["overload"] = overload
+        print(f"  overload   clients={settings.overload_clients}: {overload}", flush=True)
+    finally:
+        server.stop()
+
+    baselines = [("unbatched", "baseline_b")]
+    if not args.skip_seed:
+        baselines.insert(0, ("seed", "baseline_a"))
+    for kind, key in baselines:
+        print(f"{key}: uvicorn, one forward per text ({kind})", flush=True)
+        port = free_port()
+        argv = [sys.executable, "-m", "uvicorn", "--factory", "loadtests.baselines:build_app"]
+        argv += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+        proc = ServerProcess(argv, {**env, "BASELINE": kind}, logs / f"{kind}.log", port)
+        try:
+            proc.wait_ready()
+            report[key] = run_loads(f"{proc.url}/predict", texts, settings, key)
+        finally:
+            proc.stop()
+
+    platform32 = find(report["platform"], 32, 1)["texts_per_s"]
+    ceiling = report["ceiling"]["texts_per_s"]
+    report["ratios"] = {
+        "vs_seed_architecture": ratio(platform32, find(report["baseline_a"], 32, 1)["texts_per_s"])
+        if "baseline_a" in report
+        else None,
+        "vs_unbatched": ratio(platform32, find(report["baseline_b"], 32, 1)["texts_per_s"]),
+        "single_text_vs_ceiling": ratio(platform32, ceiling),
+        "multi_text_vs_ceiling": ratio(find(report["platform"], 32, 16)["texts_per_s"], ceiling),
+    }
+    report["p50_one_client_ms"] = find(report["platform"], 1, 1)["p50_ms"]
+    report["single_forward_ms"] = report["ceiling"]["single_forward_ms"]
+    settings.out.parent.mkdir(parents=True, exist_ok=True)
+    settings.out.write_text(json.dumps(report, indent=2))
+    print_table(report)
+    print(f"written {settings.out}; server logs in {logs}")
+    return 0
+
+
+def print_table(report: dict[str, Any]) -> None:
+    print()
+    print(
+        f"{'server':<12}{'clients':>8}{'texts/req':>10}{'texts/s':>10}"
+        f"{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}  non-200"
+    )
+    for key in ("platform", "baseline_a", "baseline_b"):
+        for row in report.get(key, []):
+            bad = {k: v for k, v in row["statuses"].items() if k != "200"}
+            bad.update(row["errors"])
+            print(
+                f"{key:<12}{row['clients']:>8}{row['texts_per_request']:>10}"
+                f"{row['texts_per_s']:>10}{row['p50_ms']:>9}{row['p95_ms']:>9}{row['p99_ms']:>9}"
+                f"  {bad or '-'}"
+            )
+    c = report["ceiling"]
+    print(
+        f"ceiling (in-process, batch {c['best_batch']}): {c['texts_per_s']} texts/s; "
+        f"single forward {c['single_forward_ms']} ms"
+    )
+    print(f"ratios: {report['ratios']}")
+    print(
+        f"p50 one client {report['p50_one_client_ms']} ms vs single forward "
+        f"{report['single_forward_ms']} ms"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
