@@ -1,0 +1,19 @@
+# Performance: the side-by-side benchmark, locust, the GPU check.
+USERS ?= 32
+SPAWN_RATE ?= 8
+DURATION ?= 60s
+HOST ?= http://127.0.0.1:$(PORT)
+
+.PHONY: benchmark load-test gpu-check
+
+benchmark: ensure-model ## Platform vs baselines side by side; writes results/benchmark.json
+	$(PY) -m loadtests.benchmark
+
+load-test: $(STAMP) ## Locust against a running service (USERS, SPAWN_RATE, DURATION, HOST); reports in results/
+	mkdir -p results
+	$(VENV)/bin/locust -f loadtests/locustfile.py --headless --host $(HOST) \
+		--users $(USERS) --spawn-rate $(SPAWN_RATE) --run-time $(DURATION) \
+		--csv results/locust --html results/locust.html
+
+gpu-check: $(STAMP) ## On a CUDA machine: full-profile fine-tuning and fp16 inference figures
+	$(PY) -m loadtests.gpu_check --data-dir $(SENTIMENT_DATA_DIR) --out results/gpu_check.json
