@@ -1,0 +1,178 @@
+"""The shipped image: `bentoml build` + `bentoml containerize` on a real Docker engine, then the
+container serves /predict, /ui, /metrics and /monitoring with the model baked in.
+
+Uses the local Debian base image (scripts/build_base_image.sh), built once and kept by the
+engine. Without a Docker engine this test fails with a one-line reason: CI must provide one.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPTS = ROOT / "scripts"
+BIN = Path(sys.executable).parent
+LOCAL_BASE_IMAGE = "sentiment-base:bookworm-py3.11"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run(
+    args: list[str], env: dict[str, str] | None = None, timeout: float = 1800
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "(no output)"
+
+
+def docker(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return run(["docker", *args], timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def docker_engine() -> None:
+    result = run([str(SCRIPTS / "docker_engine.sh"), "start"], timeout=120)
+    if result.returncode != 0:
+        pytest.fail(f"no Docker engine: {last_line(result.stderr)}", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def image(docker_engine: None, bento_env: dict[str, str]) -> Iterator[dict[str, object]]:
+    env = {**bento_env, "PY": sys.executable, "BENTOML": str(BIN / "bentoml")}
+    started = time.monotonic()
+    base = run([str(SCRIPTS / "build_base_image.sh")], env={**env, "BASE_IMAGE": LOCAL_BASE_IMAGE})
+    assert base.returncode == 0, base.stdout[-2000:] + base.stderr[-2000:]
+    base_s = time.monotonic() - started
+
+    built = run([str(SCRIPTS / "build_bento.sh")], env={**env, "BASE_IMAGE": LOCAL_BASE_IMAGE})
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-3000:]
+    bento_tag = last_line(built.stdout)
+    name = f"sentiment-api-test:{bento_tag.split(':', 1)[1]}"
+
+    started = time.monotonic()
+    result = run([str(SCRIPTS / "containerize.sh"), bento_tag, name], env=env)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
+    build_s = time.monotonic() - started
+    size = int(docker("image", "inspect", name, "--format", "{{.Size}}").stdout.strip())
+    print(
+        f"\n{name}: base image step {base_s:.0f} s, "
+        f"containerize {build_s:.0f} s, {size / 1e6:.0f} MB"
+    )
+    try:
+        yield {"name": name, "bento": bento_tag, "size": size, "build_s": build_s}
+    finally:
+        docker("image", "rm", "-f", name)
+        run([str(BIN / "bentoml"), "delete", "-y", bento_tag], env=env, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def container(image: dict[str, object]) -> Iterator[dict[str, str]]:
+    port = free_port()
+    name = f"sentiment-test-{uuid.uuid4().hex[:8]}"
+    started = docker(
+        "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:3000", str(image["name"])
+    )
+    assert started.returncode == 0, started.stderr
+    try:
+        deadline = time.monotonic() + 300
+        status = "starting"
+        while time.monotonic() < deadline:
+            status = docker("inspect", "-f", "{{.State.Health.Status}}", name).stdout.strip()
+            if status in {"healthy", "unhealthy"} or not status:
+                break
+            time.sleep(3)
+        logs = docker("logs", "--tail", "40", name)
+        assert status == "healthy", (
+            f"container is {status!r}: {logs.stdout[-3000:]}{logs.stderr[-3000:]}"
+        )
+        yield {"name": name, "url": f"http://127.0.0.1:{port}"}
+    finally:
+        docker("rm", "-f", name)
+        assert docker("inspect", name).returncode != 0, f"container {name} was not removed"
+
+
+def test_image_runs_as_non_root_with_a_health_check(image: dict[str, object]) -> None:
+    config = json.loads(docker("image", "inspect", str(image["name"])).stdout)[0]["Config"]
+    assert config["User"] not in ("", "root", "0")
+    assert config["Healthcheck"]["Test"][0] == "CMD-SHELL"
+    assert "/health" in config["Healthcheck"]["Test"][1]
+    uid = docker("run", "--rm", "--entrypoint", "id", str(image["name"]), "-u").stdout.strip()
+    assert uid not in ("", "0")
+
+
+def test_image_has_cpu_torch_only(image: dict[str, object]) -> None:
+    """The CPU wheel from the base image, not PyPI's CUDA build with its nvidia-* wheels."""
+    probe = docker(
+        "run",
+        "--rm",
+        "--entrypoint",
+        "python",
+        str(image["name"]),
+        "-c",
+        "import importlib.metadata as m, torch; "
+        "cuda = [d for d in m.distributions() if d.metadata['Name'].startswith('nvidia-cu')]; "
+        "print(torch.__version__, len(cuda))",
+        timeout=300,
+    )
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    version, cuda_wheels = probe.stdout.split()
+    assert version.endswith("+cpu")
+    assert cuda_wheels == "0"
+
+
+def test_container_serves_predictions_with_the_baked_model(
+    container: dict[str, str], bento_env: dict[str, str]
+) -> None:
+    url = container["url"]
+    resp = httpx.post(
+        f"{url}/predict",
+        json={"texts": ["a wonderful, moving film", "dull, lifeless and far too long"]},
+        timeout=60,
+    )
+    assert resp.status_code == 200, resp.text
+    labels = [p["sentiment"] for p in resp.json()["predictions"]]
+    assert labels == ["positive", "negative"]
+    info = httpx.get(f"{url}/model/info", timeout=30).json()
+    assert info["tag"] == bento_env["SENTIMENT_MODEL_TAG"]
+    bad = httpx.post(f"{url}/predict", json={"texts": []}, timeout=30)
+    assert bad.status_code == 400
+
+
+def test_container_serves_ui_metrics_and_monitoring(container: dict[str, str]) -> None:
+    url = container["url"]
+    httpx.post(f"{url}/predict", json={"texts": ["a fine film"]}, timeout=60).raise_for_status()
+    ui = httpx.get(f"{url}/ui/", timeout=60, follow_redirects=True)
+    assert ui.status_code == 200
+    assert "gradio" in ui.text.lower()
+    metrics = httpx.get(f"{url}/metrics", timeout=30)
+    assert metrics.status_code == 200
+    assert "bentoml_service_request_total" in metrics.text
+    deadline = time.monotonic() + 60
+    while "prediction_total" not in metrics.text and time.monotonic() < deadline:
+        time.sleep(2)  # the monitor publishes from its background thread
+        metrics = httpx.get(f"{url}/metrics", timeout=30)
+    assert "prediction_total" in metrics.text
+    monitoring = httpx.get(f"{url}/monitoring", timeout=30)
+    assert monitoring.status_code == 200
+    assert "drift_status" in monitoring.json()
