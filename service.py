@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from sentiment.api import Limits, PredictGuard, predict_response
 from sentiment.config import load_serving_config
-from sentiment.engine import ModelEngine
+from sentiment.engine import ModelEngine, require_model
 from sentiment.front import MODEL_CLIENT_SESSION, classify_remote, health_payload
 
 CONFIG = load_serving_config()
@@ -35,6 +35,10 @@ LIMITS = Limits(
     runner_connection=MODEL_CLIENT_SESSION,
 )
 class SentimentModel:
+    @bentoml.on_deployment
+    def check_model() -> None:  # a deployment hook: called on the class, without self
+        require_model(load_serving_config().model.tag)
+
     def __init__(self) -> None:
         self.engine = ModelEngine.load(load_serving_config())
 

@@ -26,6 +26,17 @@ def get_bento_model(tag: str) -> Any:
         ) from None
 
 
+def require_model(tag: str) -> None:
+    """Before any worker starts: stop `bentoml serve` with one line when the model is missing."""
+    import sys
+
+    try:
+        get_bento_model(tag)
+    except ModelNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def bentoml_store_path() -> str:
     from bentoml._internal.configuration.containers import BentoMLContainer
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -123,3 +127,23 @@ def test_concurrent_requests_share_batches(served_url: str) -> None:
     assert requests_batched >= 64
     # Merged: fewer model calls than requests.
     assert batches < requests_batched, (batches, requests_batched)
+
+
+def test_empty_store_stops_with_one_line(tmp_path: Path) -> None:
+    env = {**os.environ, "BENTOML_HOME": str(tmp_path / "empty"), "BENTOML_DO_NOT_TRACK": "true"}
+    env.pop("SENTIMENT_MODEL_TAG", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "bentoml", "serve", "service:SentimentAPI", "--port", "0"],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: no model 'sentiment:latest' in the BentoML store ({tmp_path / 'empty'}); "
+        "run `make train import-model` (or `make serve`, which does both when the store is empty)"
+    ]
