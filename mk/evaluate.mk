@@ -12,7 +12,7 @@ MODEL_ARG = $(if $(MODEL),--model $(MODEL))
 DATA_ARG = $(if $(EVAL_DATA),--data $(EVAL_DATA))
 
 .PHONY: evaluate report promote promote-dry-run rollback behaviour-tests deploy rollback-deploy \
-        deploy-status validate-workflows drift-check
+        deploy-status undeploy validate-workflows drift-check
 
 evaluate: $(STAMP) ## Metrics of MODEL on EVAL_DATA; writes results/*.csv, logs to the MLflow run
 	$(PY) -m training.evaluate $(MODEL_ARG) $(DATA_ARG)
@@ -40,6 +40,9 @@ rollback-deploy: $(STAMP) docker-engine ## Switch ENV's stable port back to the 
 
 deploy-status: $(STAMP) ## Which container serves ENV, and what the other one holds
 	$(PY) -m training.deploy --env $(ENV) --status
+
+undeploy: $(STAMP) ## Remove ENV's router and blue/green containers (images are kept)
+	$(PY) -m training.deploy --env $(ENV) --down
 
 validate-workflows: $(STAMP) ## Check .github/workflows/*.yml against the GitHub workflow schema
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml

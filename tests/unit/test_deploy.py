@@ -216,6 +216,20 @@ def test_rollback_refuses_without_something_to_go_back_to() -> None:
     assert not result.ok and bg.live_colour() == "green"
 
 
+def test_teardown_removes_router_and_both_colours() -> None:
+    docker, smoke = FakeDocker(), FakeSmoke()
+    bg = make(docker, smoke)
+    assert bg.teardown() == []
+    bg.deploy("img:1")
+    bg.deploy("img:2")
+    assert bg.teardown() == [
+        "sentiment-test-router",
+        "sentiment-test-blue",
+        "sentiment-test-green",
+    ]
+    assert docker.containers == {} and bg.live_colour() is None
+
+
 def test_names_and_colours() -> None:
     names = Names("staging")
     assert names.colour_of("sentiment-staging-green:3000") == "green"

@@ -128,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     action.add_argument(
         "--smoke", action="store_true", help="smoke-test what the stable port serves now"
     )
+    action.add_argument("--down", action="store_true", help="remove the environment's containers")
     action.add_argument(
         "--build-only", action="store_true", help="build (and push) the image, deploy nothing"
     )
@@ -151,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.rollback:
             return report(bluegreen.rollback())
+        if args.down:
+            removed = bluegreen.teardown()
+            print(f"removed {', '.join(removed)}" if removed else f"{args.env}: nothing runs")
+            return 0
         if args.smoke:
             smoke = run_smoke(bluegreen.stable_url, cfg.smoke)
             for check in smoke.checks:

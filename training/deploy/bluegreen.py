@@ -236,6 +236,15 @@ class BlueGreen:
         result.message = f"{env}: {self.stable_url} now served by {target} ({image}){kept}"
         return result
 
+    def teardown(self) -> list[str]:
+        """Remove the environment's containers (images stay); returns what was removed."""
+        removed = []
+        for name in (self.names.router, *(self.names.colour(c) for c in COLOURS)):
+            if self.docker.inspect(name) is not None:
+                self.docker.remove(name)
+                removed.append(name)
+        return removed
+
     def rollback(self) -> DeployResult:
         env = self.names.environment
         live = self.live_colour()
