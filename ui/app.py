@@ -1,0 +1,511 @@
+"""The Gradio Blocks app: single prediction, batch CSV analysis, model and monitoring.
+
+`build_ui(backend, cfg)` makes the page; `UIHandlers` holds what its events do, so unit tests
+drive the same code with a fake backend and no browser. `prepare_for_mount` does what
+`launch()` would have done for theme and CSS: BentoML mounts the Blocks without launching it,
+and a Blocks without a theme answers 500 on GET /ui/.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from ui import charts, tables, views
+from ui.backend import ServiceBackend, UIBackend
+from ui.config import UIConfig, load_ui_config
+from ui.style import CSS
+
+logger = logging.getLogger("sentiment.ui")
+
+Progress = Callable[..., Any]
+DOWNLOAD_MAX_AGE_S = 3600
+BATCH_PLACEHOLDER = views.placeholder_html(
+    "Upload a CSV file and press Analyze file: a summary, charts and the results table appear here."
+)
+FAILED_CALL = "The model service did not answer ({reason}){where}. Try again in a moment."
+
+
+def _no_progress(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+
+
+def download_dir() -> Path:
+    """Where analyzed CSV files wait to be downloaded; older ones are removed as new ones come."""
+    path = Path(tempfile.gettempdir()) / "sentiment-ui-downloads"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def prune_downloads(folder: Path, max_age_s: float, now: float | None = None) -> int:
+    now = time.time() if now is None else now
+    removed = 0
+    for file in folder.glob("*/*.csv"):
+        try:
+            if now - file.stat().st_mtime <= max_age_s:
+                continue
+            file.unlink()
+            file.parent.rmdir()
+        except OSError:  # another request pruned it first, or the folder is not empty
+            continue
+        removed += 1
+    return removed
+
+
+def analyzed_name(upload_name: str) -> str:
+    return f"{Path(upload_name).stem or 'file'}_analyzed.csv"
+
+
+class UIHandlers:
+    """What the page's events do. Each returns values for its outputs and never raises."""
+
+    def __init__(self, backend: UIBackend, cfg: UIConfig) -> None:
+        self.backend = backend
+        self.cfg = cfg
+
+    # --- monitoring --------------------------------------------------------------------------
+
+    async def _summary(self) -> dict[str, Any] | None:
+        try:
+            return await self.backend.monitoring_summary()
+        except Exception:
+            logger.exception("monitoring summary failed")
+            return None
+
+    async def _log(self, texts: list[str], raw: list[dict[str, Any]], latency_s: float) -> bool:
+        try:
+            return await self.backend.log_predictions(texts, raw, latency_s)
+        except Exception:
+            logger.exception("logging predictions to monitoring failed")
+            return False
+
+    async def running_summary(self) -> str:
+        return views.summary_html(await self._summary())
+
+    # --- single prediction -------------------------------------------------------------------
+
+    async def predict_one(self, text: str | None, log: bool) -> tuple[str, pd.DataFrame, str]:
+        """Result card, probability bars, running summary."""
+        empty = charts.probability_frame({"probabilities": {"negative": 0.0, "positive": 0.0}})
+        text = (text or "").strip()
+        limit = self.cfg.single.max_text_chars
+        if not text:
+            problem = "Type or paste a sentence first, or pick one of the examples."
+            return views.message_html("warning", problem), empty, await self.running_summary()
+        if len(text) > limit:
+            problem = f"The text has {len(text):,} characters; the limit is {limit:,}. Shorten it."
+            return views.message_html("warning", problem), empty, await self.running_summary()
+        started = time.perf_counter()
+        try:
+            raw = await self.backend.predict([text])
+        except Exception as exc:
+            logger.exception("single prediction failed")
+            message = views.message_html("error", FAILED_CALL.format(reason=_reason(exc), where=""))
+            return message, empty, await self.running_summary()
+        latency = time.perf_counter() - started
+        # True: logged; False: the toggle is off; None: asked for but monitoring is unavailable.
+        logged: bool | None = False
+        if log:
+            logged = True if await self._log([text], raw, latency) else None
+        card = views.prediction_html(raw[0], latency, logged)
+        return card, charts.probability_frame(raw[0]), await self.running_summary()
+
+    # --- batch -------------------------------------------------------------------------------
+
+    def _read(self, path: str) -> tables.CsvUpload:
+        max_bytes = int(self.cfg.batch.max_file_mb * 1_000_000)
+        return tables.read_upload(path, self.cfg.batch.max_rows, max_bytes)
+
+    @staticmethod
+    def no_results() -> tuple[Any, ...]:
+        """Batch summary, results column, table, download, distribution, histogram: cleared."""
+        return (
+            BATCH_PLACEHOLDER,
+            gr.update(visible=False),
+            pd.DataFrame(),
+            gr.update(value=None, visible=False),
+            charts.distribution_frame([]),
+            charts.confidence_histogram([], []),
+        )
+
+    def inspect_upload(self, path: str | None) -> tuple[Any, ...]:
+        """Column choice (guessed), a status line, the Analyze button, and cleared results."""
+        return self._inspect(path) + self.no_results()
+
+    def _inspect(self, path: str | None) -> tuple[dict[str, Any], str, dict[str, Any]]:
+        if not path:
+            return gr.update(choices=[], value=None), "", gr.update(interactive=False)
+        try:
+            upload = self._read(path)
+        except tables.InputProblem as exc:
+            no_choice = gr.update(choices=[], value=None)
+            return no_choice, views.message_html("error", str(exc)), gr.update(interactive=False)
+        columns = list(upload.frame.columns)
+        guess = tables.guess_text_column(upload.frame)
+        if guess is None:
+            problem = (
+                f"'{upload.name}' has no column of text (columns: {', '.join(columns)}): "
+                "the file needs one column with the sentences to analyze."
+            )
+            return (
+                gr.update(choices=columns, value=None),
+                views.message_html("error", problem),
+                gr.update(interactive=False),
+            )
+        rows = len(upload.frame)
+        note = (
+            f"'{upload.name}': {rows:,} row{'s' if rows != 1 else ''}, "
+            f"{len(columns)} column{'s' if len(columns) != 1 else ''}. "
+            f"Text column: '{guess}' (change it above if that is wrong)."
+        )
+        return (
+            gr.update(choices=columns, value=guess),
+            views.message_html("info", note),
+            gr.update(interactive=True),
+        )
+
+    async def analyze_file(
+        self, path: str | None, column: str | None, log: bool, progress: Progress = _no_progress
+    ) -> tuple[Any, ...]:
+        """Status, summary, results column, table, download, distribution, histogram."""
+
+        def refused(kind: views.Kind, message: str) -> tuple[Any, ...]:
+            return (views.message_html(kind, message), *self.no_results())
+
+        if not path:
+            return refused("warning", "Upload a CSV file first.")
+        try:
+            upload = self._read(path)
+            texts, positions = tables.texts_to_score(upload.frame, column)
+        except tables.InputProblem as exc:
+            return refused("error", str(exc))
+        limit = self.cfg.single.max_text_chars
+        # The tokenizer keeps only the first max_length tokens; sending megabytes is pointless.
+        texts = [t[: limit * 4] for t in texts]
+        raw: list[dict[str, Any]] = []
+        started = time.perf_counter()
+        progress((0, len(texts)), desc="Analyzing rows", unit="rows")
+        try:
+            for batch in tables.batched(texts, self.cfg.batch.batch_size):
+                batch_started = time.perf_counter()
+                predictions = await self.backend.predict(batch)
+                if log:
+                    await self._log(batch, predictions, time.perf_counter() - batch_started)
+                raw.extend(predictions)
+                progress((len(raw), len(texts)), desc="Analyzing rows", unit="rows")
+        except Exception as exc:
+            logger.exception("batch prediction failed")
+            done = f" after {len(raw):,} of {len(texts):,} rows" if raw else ""
+            return refused("error", FAILED_CALL.format(reason=_reason(exc), where=done))
+        seconds = time.perf_counter() - started
+        try:
+            return self._results(upload, column, raw, positions, seconds)
+        except Exception as exc:  # a malformed answer, a full disk: still a message, not a 500
+            logger.exception("preparing batch results failed")
+            return refused("error", f"The results could not be prepared ({_reason(exc)}).")
+
+    def _results(
+        self,
+        upload: tables.CsvUpload,
+        column: str | None,
+        raw: list[dict[str, Any]],
+        positions: list[int],
+        seconds: float,
+    ) -> tuple[Any, ...]:
+
+        result = tables.analyzed_frame(upload.frame, positions, raw)
+        labels = [str(r["label"]) for r in raw]
+        confidences = [float(r["confidence"]) for r in raw]
+        distribution = charts.distribution_frame(labels)
+        counts = dict(zip(distribution["sentiment"], distribution["rows"], strict=True))
+
+        folder = download_dir()
+        prune_downloads(folder, DOWNLOAD_MAX_AGE_S)
+        # One folder per run keeps the file's own name for the browser's download.
+        target = folder / uuid.uuid4().hex / analyzed_name(upload.name)
+        target.parent.mkdir()
+        target.write_bytes(tables.to_csv_bytes(result))
+
+        sentiment_col, confidence_col = tables.output_columns(list(upload.frame.columns))
+        shown = [column, sentiment_col, confidence_col] if column else []
+        preview = result[shown].head(self.cfg.batch.preview_rows)
+        cut = len(preview) < len(result)
+        shown_note = f"; the table shows the first {len(preview):,}" if cut else ""
+        status = views.message_html(
+            "success",
+            f"Analyzed {len(raw):,} texts from '{upload.name}'{shown_note}. "
+            "The download has every row and column.",
+        )
+        summary = views.batch_summary_html(upload.name, len(result), len(raw), seconds, counts)
+        return (
+            status,
+            summary,
+            gr.update(visible=True),
+            preview,
+            gr.update(value=str(target), visible=True),
+            distribution,
+            charts.confidence_histogram(confidences, labels),
+        )
+
+    # --- model -------------------------------------------------------------------------------
+
+    def settings(self) -> list[tuple[str, Any]]:
+        return [
+            ("UI: batch size (texts per call)", self.cfg.batch.batch_size),
+            ("UI: row limit per upload", f"{self.cfg.batch.max_rows:,}"),
+            ("UI: file size limit", f"{self.cfg.batch.max_file_mb:g} MB"),
+        ]
+
+    async def model_panel(self) -> tuple[str, str]:
+        """Model and system panel, monitoring panel."""
+        try:
+            info = await self.backend.model_info()
+            model = views.model_info_html(info, self.settings())
+        except Exception as exc:
+            logger.exception("model info failed")
+            model = views.message_html("error", FAILED_CALL.format(reason=_reason(exc), where=""))
+        return model, views.monitoring_html(await self._summary())
+
+    async def live(self) -> tuple[str, str, str]:
+        """Header, running summary and monitoring panel, refreshed on a timer."""
+        summary = await self._summary()
+        return await self.header(), views.summary_html(summary), views.monitoring_html(summary)
+
+    async def header(self) -> str:
+        try:
+            info = await self.backend.model_info()
+        except Exception as exc:
+            logger.warning("model info for the page header failed: %s", _reason(exc))
+            return views.header_html(None)
+        return views.header_html(info)
+
+
+def build_ui(backend: UIBackend, cfg: UIConfig | None = None) -> gr.Blocks:
+    cfg = cfg or load_ui_config()
+    handlers = UIHandlers(backend, cfg)
+    color_map = dict(charts.COLORS)
+
+    with gr.Blocks(title="Sentiment analysis", analytics_enabled=False) as demo:
+        header = gr.HTML(views.header_html(None), elem_id="ui-header")
+
+        with gr.Tabs():
+            with gr.Tab("Single prediction", id="single", elem_id="tab-single"):
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=5):
+                        text = gr.Textbox(
+                            label="Text",
+                            placeholder="Type a review or any sentence, then press Analyze…",
+                            lines=5,
+                            max_lines=12,
+                            elem_id="single-text",
+                        )
+                        with gr.Row():
+                            log_one = gr.Checkbox(
+                                value=cfg.single.log_by_default,
+                                label="Log this prediction to monitoring",
+                                elem_id="single-log",
+                            )
+                            analyze = gr.Button("Analyze", variant="primary", elem_id="single-go")
+                        if cfg.examples:
+                            examples = [[e] for e in cfg.examples]
+                            gr.Examples(examples=examples, inputs=[text], label="Examples")
+                    with gr.Column(scale=4):
+                        result = gr.HTML(
+                            views.placeholder_html("The sentiment will appear here."),
+                            elem_id="single-result",
+                        )
+                        probs = gr.BarPlot(
+                            charts.probability_frame(
+                                {"probabilities": {"negative": 0.0, "positive": 0.0}}
+                            ),
+                            x="sentiment",
+                            y="probability",
+                            color="sentiment",
+                            color_map=color_map,
+                            y_lim=[0, 1],
+                            sort=list(charts.LABELS),
+                            title="Probability of each sentiment",
+                            y_axis_format=".0%",
+                            height=220,
+                            show_label=False,
+                            elem_id="single-probs",
+                        )
+                summary = gr.HTML(elem_id="single-summary")
+
+            with (
+                gr.Tab("Batch analysis", id="batch", elem_id="tab-batch"),
+                gr.Row(equal_height=False),
+            ):
+                with gr.Column(scale=2, min_width=280):
+                    upload = gr.File(label="CSV file", type="filepath", elem_id="batch-file")
+                    # Right under the file, where the eye is when a file is refused.
+                    status = gr.HTML(elem_id="batch-status")
+                    column = gr.Dropdown(
+                        label="Text column",
+                        choices=[],
+                        value=None,
+                        interactive=True,
+                        elem_id="batch-column",
+                    )
+                    log_batch = gr.Checkbox(
+                        value=cfg.batch.log_by_default,
+                        label="Log these predictions to monitoring",
+                        elem_id="batch-log",
+                    )
+                    run = gr.Button(
+                        "Analyze file", variant="primary", interactive=False, elem_id="batch-go"
+                    )
+                    gr.HTML(
+                        views.hint_html(
+                            f"UTF-8 text with a header row, up to {cfg.batch.max_rows:,} rows "
+                            f"and {cfg.batch.max_file_mb:g} MB. The download keeps every column "
+                            "and adds sentiment and confidence."
+                        )
+                    )
+                with gr.Column(scale=5):
+                    batch_summary = gr.HTML(BATCH_PLACEHOLDER, elem_id="batch-summary")
+                    results = gr.Column(visible=False, elem_id="batch-results")
+                    with results, gr.Row():
+                        dist = gr.BarPlot(
+                            charts.distribution_frame([]),
+                            x="sentiment",
+                            y="rows",
+                            color="sentiment",
+                            color_map=color_map,
+                            sort=list(charts.LABELS),
+                            y_lim=[0, None],
+                            title="Sentiment distribution",
+                            height=260,
+                            show_label=False,
+                            elem_id="batch-distribution",
+                        )
+                        hist = gr.BarPlot(
+                            charts.confidence_histogram([], []),
+                            x="confidence",
+                            y="rows",
+                            color="sentiment",
+                            color_map=color_map,
+                            sort=charts.histogram_order(),
+                            y_lim=[0, None],
+                            title="Confidence histogram",
+                            x_label_angle=-45,
+                            height=260,
+                            show_label=False,
+                            elem_id="batch-histogram",
+                        )
+                    with results:
+                        download = gr.DownloadButton(
+                            "Download analyzed CSV", visible=False, elem_id="batch-download"
+                        )
+                        table = gr.Dataframe(
+                            label="Results",
+                            interactive=False,
+                            wrap=True,
+                            max_height=420,
+                            column_widths=["70%", "15%", "15%"],
+                            elem_id="batch-table",
+                        )
+
+            with gr.Tab("Model & monitoring", id="model", elem_id="tab-model") as model_tab:
+                with gr.Row(equal_height=True):
+                    gr.HTML('<h2 class="ui-section">Served model</h2>')
+                    refresh = gr.Button(
+                        "↻ Refresh", size="sm", scale=0, min_width=110, elem_id="model-refresh"
+                    )
+                model_html = gr.HTML(views.placeholder_html("Loading model information…"))
+                gr.HTML('<h2 class="ui-section">Live monitoring</h2>')
+                monitoring_html = gr.HTML(elem_id="model-monitoring")
+
+        gr.HTML(views.footer_html(), elem_id="ui-footer")
+
+        single_outputs = [result, probs, summary]
+        analyze.click(handlers.predict_one, [text, log_one], single_outputs)
+        text.submit(handlers.predict_one, [text, log_one], single_outputs)
+
+        batch_results = [batch_summary, results, table, download, dist, hist]
+        upload.upload(handlers.inspect_upload, [upload], [column, status, run, *batch_results])
+        upload.clear(handlers.inspect_upload, [upload], [column, status, run, *batch_results])
+
+        # Gradio finds the progress tracker by this default value and passes a fresh one per call.
+        async def analyze_file(
+            path: str | None,
+            col: str | None,
+            log: bool,
+            progress: Any = gr.Progress(),  # noqa: B008
+        ) -> Any:
+            return await handlers.analyze_file(path, col, log, progress)
+
+        run.click(
+            analyze_file,
+            [upload, column, log_batch],
+            [status, *batch_results],
+            show_progress_on=[batch_summary],  # one progress bar, where the results will be
+        )
+
+        model_outputs = [model_html, monitoring_html]
+        model_tab.select(handlers.model_panel, None, model_outputs)
+        refresh.click(handlers.model_panel, None, model_outputs)
+
+        live_outputs = [header, summary, monitoring_html]
+        # One load event, not one per output: under load, gradio's client was seen to leave the
+        # second of two load events unprocessed on a fresh server.
+        demo.load(handlers.live, None, live_outputs)
+        # Keeps the monitoring figures live, and fills the header should the first load fail.
+        timer = gr.Timer(cfg.live_refresh_s)
+        timer.tick(handlers.live, None, live_outputs, show_progress="hidden")
+    return demo
+
+
+def theme() -> gr.themes.Base:
+    # Soft's fonts ship inside the gradio wheel, so the page needs no network for them.
+    return gr.themes.Soft(primary_hue="indigo", secondary_hue="slate", neutral_hue="slate")
+
+
+def prepare_for_mount(blocks: gr.Blocks) -> gr.Blocks:
+    """Theme, CSS and rendering mode that `launch()` would set, for a Blocks mounted unlaunched."""
+    # The same attributes gradio's own mount_gradio_app sets; gradio types them as None.
+    launch_settings: dict[str, Any] = {
+        "theme": theme(),
+        "css": CSS,
+        "css_paths": [],
+        "js": "",
+        "head": "",
+        "head_paths": [],
+        "ssr_mode": False,
+    }
+    for name, value in launch_settings.items():
+        setattr(blocks, name, value)
+    blocks._set_html_css_theme_variables()
+    return blocks
+
+
+def service_ui(serving_max_batch_size: int | None = None, cfg: UIConfig | None = None) -> gr.Blocks:
+    """The Blocks that service.py mounts: the live service as backend, settings from config."""
+    cfg = cfg or load_ui_config()
+    if serving_max_batch_size is not None and cfg.batch.batch_size > serving_max_batch_size:
+        # A UI batch above the model service's adaptive batch limit would be refused there.
+        cfg.batch.batch_size = serving_max_batch_size
+    return prepare_for_mount(build_ui(ServiceBackend(), cfg))
+
+
+def mount_ui(serving_max_batch_size: int | None = None) -> Callable[[Any], Any]:
+    """The class decorator that mounts the UI on a BentoML service at the configured path."""
+    from bentoml.gradio import mount_gradio_app
+
+    cfg = load_ui_config()
+    blocks = service_ui(serving_max_batch_size, cfg)
+    decorator: Callable[[Any], Any] = mount_gradio_app(blocks, path=cfg.path)
+    return decorator

@@ -1,0 +1,87 @@
+"""What the UI needs from the running service, as a small interface a test can fake.
+
+In `bentoml serve` the Gradio app runs inside the front service's process and event loop, so
+the backend reaches the live SentimentAPI instance through `bentoml.get_current_service()`
+and awaits the same `classify` that `/predict` uses: one model in memory, shared batching.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+from collections.abc import Callable
+from typing import Any, Protocol
+
+
+class UIBackend(Protocol):
+    async def predict(self, texts: list[str]) -> list[dict[str, Any]]:
+        """Per-text dicts: label, confidence, probabilities{negative,positive}, n_tokens, ..."""
+        ...
+
+    async def model_info(self) -> dict[str, Any]: ...
+
+    async def monitoring_summary(self) -> dict[str, Any] | None:
+        """The monitoring summary, or None where monitoring is not available."""
+        ...
+
+    async def log_predictions(
+        self, texts: list[str], raw: list[dict[str, Any]], latency_s: float
+    ) -> bool:
+        """Record predictions for monitoring; False where monitoring is not available."""
+        ...
+
+
+def _current_service() -> Any:
+    import bentoml
+
+    return bentoml.get_current_service()
+
+
+async def _resolve(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+class ServiceBackend:
+    """The live front service (found at call time, never at import) and `monitoring.hook`."""
+
+    def __init__(
+        self,
+        service: Callable[[], Any] = _current_service,
+        monitoring_module: str = "monitoring.hook",
+    ) -> None:
+        self._service = service
+        self._monitoring_module = monitoring_module
+
+    def _hook(self) -> Any | None:
+        try:
+            return importlib.import_module(self._monitoring_module)
+        except ImportError:
+            return None
+
+    async def predict(self, texts: list[str]) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self._service().classify(texts)
+        return result
+
+    async def model_info(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._service().model_info()
+        return result
+
+    async def monitoring_summary(self) -> dict[str, Any] | None:
+        hook = self._hook()
+        if hook is None or not hasattr(hook, "summary"):
+            return None
+        # summary() may re-run the drift tests: keep that CPU work off the event loop.
+        summary: dict[str, Any] = await _resolve(await asyncio.to_thread(hook.summary))
+        return summary
+
+    async def log_predictions(
+        self, texts: list[str], raw: list[dict[str, Any]], latency_s: float
+    ) -> bool:
+        hook = self._hook()
+        if hook is None or not hasattr(hook, "log_predictions"):
+            return False
+        tag = (await self.model_info()).get("tag")
+        # Cheap by contract (it only buffers the columns), so it runs on the loop.
+        await _resolve(hook.log_predictions(texts, raw, latency_s, model_tag=tag))
+        return True
