@@ -19,6 +19,7 @@ from sentiment.api import Limits, PredictGuard, predict_response
 from sentiment.config import load_serving_config
 from sentiment.engine import ModelEngine, require_model
 from sentiment.front import MODEL_CLIENT_SESSION, classify_remote, health_payload
+from ui.app import mount_ui
 
 CONFIG = load_serving_config()
 LIMITS = Limits(
@@ -74,6 +75,7 @@ routes = Starlette(
 )
 
 
+@mount_ui(CONFIG.batching.max_batch_size)
 @bentoml.asgi_app(routes, path="/")
 @bentoml.service(
     name="sentiment_api",
