@@ -45,7 +45,7 @@ class GateSection(_Strict):
     min_bucket_size: int = Field(30, ge=1)
     min_behaviour_pass_rate: float = Field(0.85, ge=0, le=1)
     max_latency_factor: float = Field(1.5, gt=0)
-    max_latency_ms: float = Field(250.0, gt=0)
+    max_latency_ms: float = Field(500.0, gt=0)
     latency_samples: int = Field(40, ge=1)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from training.behaviour import CASES, Case, Predict, judge, run_suite
+from training.behaviour import CASES, Case, Predict, run_case, run_suite
 from training.promote import load_promotion_config
 
 pytestmark = pytest.mark.model
@@ -16,9 +16,7 @@ pytestmark = pytest.mark.model
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_case(case: Case, model_predict: Predict) -> None:
-    texts = [case.text] + ([case.variant] if case.variant else [])
-    preds = model_predict(texts)
-    result = judge(case, preds[0], preds[1] if case.variant else None)
+    result = run_case(model_predict, case)
     assert result.passed, (
         f"{case.kind} '{case.text}'"
         + (f" / '{case.variant}'" if case.variant else "")
