@@ -7,6 +7,7 @@ monitoring and the UI, calling the model service through `bentoml.depends`.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import bentoml
@@ -15,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from monitoring.hook import SERVICE_MONITORING, log_predictions, monitoring_endpoint
 from sentiment.api import Limits, PredictGuard, predict_response
 from sentiment.config import load_serving_config
 from sentiment.engine import ModelEngine, require_model
@@ -71,6 +73,7 @@ routes = Starlette(
     routes=[
         Route("/health", health, methods=["GET"]),
         Route("/model/info", model_info, methods=["GET"]),
+        Route("/monitoring", monitoring_endpoint, methods=["GET"]),
     ]
 )
 
@@ -81,6 +84,7 @@ routes = Starlette(
     name="sentiment_api",
     workers=1,
     traffic={"timeout": CONFIG.api.timeout_s, "max_concurrency": CONFIG.api.max_concurrency},
+    monitoring=SERVICE_MONITORING,
 )
 class SentimentAPI:
     model = bentoml.depends(SentimentModel)
@@ -105,8 +109,10 @@ class SentimentAPI:
 
     @bentoml.api(route="/predict")
     async def predict(self, texts: list[str], return_probabilities: bool = False) -> dict[str, Any]:
+        started = time.perf_counter()
         raw = await self.classify(texts)
         info = await self.model_info()
+        log_predictions(texts, raw, time.perf_counter() - started, info["tag"])
         return predict_response(raw, return_probabilities, info["version"])
 
 

@@ -67,7 +67,9 @@ def bento_metadata(version: RegistryVersion) -> tuple[dict[str, str], dict[str, 
         "mlflow_alias": version.alias,
         "mlflow_run_id": version.run_id,
         "mlflow_uri": version.uri,
-        "temperature": float(version.tags.get("temperature", version.metrics.get("temperature", 1))),
+        "temperature": float(
+            version.tags.get("temperature", version.metrics.get("temperature", 1))
+        ),
         "max_length": int(version.tags.get("max_length", 128)),
     }
     for key in ("best_accuracy", "best_f1", "best_precision", "best_recall", "best_loss"):
@@ -126,8 +128,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     alias = args.alias or training.mlflow.alias
     try:
+        # The model's predictions on SST-2 validation travel inside the Bento model as the
+        # reference for drift monitoring (None when the tag is in the store already).
+        from monitoring.reference import drift_reference_for
+
         tag, imported = import_alias(
-            training.mlflow.tracking_uri, training.mlflow.registered_model_name, alias, bento_name
+            training.mlflow.tracking_uri,
+            training.mlflow.registered_model_name,
+            alias,
+            bento_name,
+            custom_objects=drift_reference_for(training, serving, alias),
         )
     except LookupError as exc:
         print(f"error: {exc}", file=sys.stderr)
