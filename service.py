@@ -16,7 +16,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from monitoring.hook import SERVICE_MONITORING, log_predictions, monitoring_endpoint
+from monitoring.hook import (
+    SERVICE_MONITORING,
+    log_predictions,
+    mark_model_loaded,
+    monitoring_endpoint,
+)
 from sentiment.api import Limits, PredictGuard, predict_response
 from sentiment.config import load_serving_config
 from sentiment.engine import ModelEngine, require_model
@@ -95,7 +100,13 @@ class SentimentAPI:
     async def model_info(self) -> dict[str, Any]:
         if self._info is None:
             self._info = await self.model.to_async.info()
+            mark_model_loaded(self._info["tag"])
         return self._info
+
+    @bentoml.on_startup
+    async def reach_model(self) -> None:
+        # Best effort: /health retries until the model service answers.
+        await self.model_loaded()
 
     async def model_loaded(self) -> bool:
         try:

@@ -106,6 +106,22 @@ def _log(
             mon.log_batch(columns["embedding"], "embedding", "feature", "numerical_sequence")
 
 
+def mark_model_loaded(model_tag: str) -> None:
+    """Set active_models as soon as the front reaches its model, before any prediction,
+    so that the "model not loaded" alert does not fire on a new service without traffic."""
+    import bentoml
+
+    from monitoring.monitor import SentimentMonitor
+
+    try:
+        with bentoml.monitor(monitor_name(), **_monitor_kwargs()) as mon:
+            if isinstance(mon, SentimentMonitor):
+                mon.set_model_tag(model_tag)
+                mon.metrics.active_models.set(1)
+    except Exception:
+        logger.exception("could not mark the model as loaded in monitoring")
+
+
 def empty_summary() -> dict[str, Any]:
     """The summary before this worker has logged any prediction."""
     return {
