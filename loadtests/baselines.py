@@ -34,7 +34,9 @@ class SeedModel:
         from training.finetune import resolve_base_model
 
         torch.manual_seed(0)
-        self.model = DistilBertForSequenceClassification(DistilBertConfig(num_labels=2)).eval()
+        config = DistilBertConfig()
+        config.num_labels = 2
+        self.model = DistilBertForSequenceClassification(config).eval()
         # Any WordPiece tokenizer of BERT's vocabulary size gives the same sequence lengths.
         self.tokenizer = PreTrainedTokenizerFast.from_pretrained(
             resolve_base_model("packaged:all-MiniLM-L6-v2")

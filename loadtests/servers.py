@@ -48,9 +48,7 @@ class ServerProcess:
         )
 
     @classmethod
-    def bentoml(
-        cls, env: dict[str, str], log_path: Path, port: int | None = None
-    ) -> ServerProcess:
+    def bentoml(cls, env: dict[str, str], log_path: Path, port: int | None = None) -> ServerProcess:
         port = port or free_port()
         argv = [sys.executable, "-m", "bentoml", "serve", "service:SentimentAPI"]
         argv += ["--host", "127.0.0.1", "--port", str(port)]
