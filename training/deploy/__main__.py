@@ -70,12 +70,22 @@ def bentoml_cli() -> str:
 
 def build_image(cfg: DeploymentConfig, alias: str) -> tuple[str, dict[str, str]]:
     """Import `alias`, build a Bento of it and containerize it (the ship step's scripts)."""
+    from monitoring.reference import drift_reference_for
+    from sentiment.config import load_serving_config
     from training.import_model import import_alias, resolve_alias
 
     training = load_training_config()
+    serving = load_serving_config()
     name = training.mlflow.registered_model_name
     version = resolve_alias(training.mlflow.tracking_uri, name, alias)
-    tag, _ = import_alias(training.mlflow.tracking_uri, name, alias)
+    # As `make import-model` does: the drift reference travels inside the Bento model.
+    tag, _ = import_alias(
+        training.mlflow.tracking_uri,
+        name,
+        alias,
+        serving.model.name,
+        custom_objects=drift_reference_for(training, serving, alias),
+    )
     image = image_name(cfg.image.repository, tag)
     labels = {
         "sentiment.model_tag": tag,
