@@ -1,14 +1,12 @@
 """Blue-green deploy with the real Docker engine and the service image.
 
-Runs where a Docker CLI is installed (the engine is started as `make deploy` starts it) and
-the image exists (`make containerize` builds sentiment-api:latest; DEPLOY_TEST_IMAGE names
-another). Three colours start in turn, so this takes minutes.
+Uses the service image the session builds (tests/integration/conftest.py), or the one
+DEPLOY_TEST_IMAGE names. Three colours start in turn, so this takes minutes.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -25,7 +23,6 @@ from training.deploy.smoke import SmokeReport, run_smoke
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.docker]
 
 ROOT = Path(__file__).resolve().parents[2]
-IMAGE = os.environ.get("DEPLOY_TEST_IMAGE", "sentiment-api:latest")
 PROBES = ("I love it, a wonderful film.", "Terrible, a boring mess.")
 
 
@@ -36,16 +33,15 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def docker() -> DockerCli:
-    if shutil.which("docker") is None:
-        pytest.skip("no docker CLI (apt-get install docker.io)")
-    started = subprocess.run(
-        [str(ROOT / "scripts" / "docker_engine.sh"), "start"], capture_output=True, text=True
-    )
-    assert started.returncode == 0, started.stderr
+def image_name(request: pytest.FixtureRequest) -> str:
+    """DEPLOY_TEST_IMAGE, else the image the session builds for the container test."""
+    return os.environ.get("DEPLOY_TEST_IMAGE") or str(request.getfixturevalue("image")["name"])
+
+
+@pytest.fixture(scope="module")
+def docker(docker_engine: None, image_name: str) -> DockerCli:
     cli = DockerCli()
-    if not cli.image_exists(IMAGE):
-        pytest.skip(f"no image {IMAGE}: run `make containerize` (or set DEPLOY_TEST_IMAGE)")
+    assert cli.image_exists(image_name), f"no image {image_name}"
     return cli
 
 
@@ -90,7 +86,7 @@ def environment(docker: DockerCli) -> Iterator[tuple[str, EnvironmentSection]]:
 
 
 def test_blue_green_deploy_failed_deploy_and_rollback(
-    docker: DockerCli, environment: tuple[str, EnvironmentSection]
+    docker: DockerCli, environment: tuple[str, EnvironmentSection], image_name: str
 ) -> None:
     name, section = environment
     smoke_cfg = SmokeSection(
@@ -102,13 +98,13 @@ def test_blue_green_deploy_failed_deploy_and_rollback(
     bg = BlueGreen(docker, name, section, smoke_cfg, smoke=ModelAgnosticSmoke(), log=lines.append)
     stable = f"http://127.0.0.1:{section.port}"
 
-    first = bg.deploy(IMAGE, {"sentiment.model_version": "test"})
+    first = bg.deploy(image_name, {"sentiment.model_version": "test"})
     assert first.ok, f"{first.message}\n{first.logs}"
     assert bg.live_colour() == "blue"
     reply = httpx.post(f"{stable}/predict", json={"texts": ["fine"]}, timeout=60)
     assert reply.status_code == 200 and reply.json()["predictions"][0]["sentiment"]
 
-    second = bg.deploy(IMAGE)
+    second = bg.deploy(image_name)
     assert second.ok, second.message
     assert bg.live_colour() == "green"
     assert docker.inspect(Names(name).colour("blue")).running  # type: ignore[union-attr]
@@ -122,7 +118,7 @@ def test_blue_green_deploy_failed_deploy_and_rollback(
 
     # A colour whose smoke test fails never gets the stable port.
     bg.smoke = ModelAgnosticSmoke(flip=True)
-    failed = bg.deploy(IMAGE)
+    failed = bg.deploy(image_name)
     assert not failed.ok
     assert "smoke tests failed on green" in failed.message
     assert "blue keeps serving" in failed.message

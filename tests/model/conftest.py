@@ -28,7 +28,10 @@ def model_predict() -> Iterator[Predict]:
 
     named = os.environ.get("BEHAVIOUR_MODEL")
     if not named:
-        pytest.skip("no model named: run `make behaviour-tests MODEL=<alias|version|models:/ URI>`")
+        pytest.fail(
+            "no model named: run `make behaviour-tests MODEL=<alias|version|models:/ URI>`",
+            pytrace=False,
+        )
     registry = load_training_config().mlflow
     uri = model_uri(named, registry.registered_model_name, registry.alias)
     ref = resolve_model(uri, registry_client(registry.tracking_uri))
