@@ -41,6 +41,7 @@ LIMITS = Limits(
     workers=1,
     traffic={"timeout": CONFIG.api.timeout_s},
     runner_connection=MODEL_CLIENT_SESSION,
+    logging={"access": {"enabled": CONFIG.model.access_log}},
 )
 class SentimentModel:
     @bentoml.on_deployment

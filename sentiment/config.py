@@ -101,13 +101,15 @@ class ServingModelSection(_Strict):
     tag: str = "sentiment:latest"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # Dynamic int8 quantisation of the Linear layers (CPU only).
-    quantize: bool = True
+    quantize: bool = False
     # Torch intra-op threads per worker; 0 = leave torch's default.
     num_threads: int = Field(0, ge=0)
     # Sort a batch by length so that padding is spent only inside groups of similar texts.
     sort_by_length: bool = True
+    # One access-log line per internal front->model call; the front logs every request anyway.
+    access_log: bool = False
     # Texts per forward pass inside one adaptive batch (bounds padding and memory).
-    forward_chunk_size: int = Field(64, ge=1)
+    forward_chunk_size: int = Field(16, ge=1)
 
 
 class BatchingSection(_Strict):
