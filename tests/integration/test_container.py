@@ -15,7 +15,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.integration.conftest import docker, free_port
+from loadtests.servers import free_port
+from tests.integration.conftest import docker
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.slow]
 

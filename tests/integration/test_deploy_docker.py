@@ -7,7 +7,6 @@ DEPLOY_TEST_IMAGE names. Three colours start in turn, so this takes minutes.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from loadtests.servers import free_port
 from training.deploy.bluegreen import BlueGreen, Names
 from training.deploy.config import EnvironmentSection, SmokeCase, SmokeSection
 from training.deploy.docker import DockerCli
@@ -24,12 +24,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.docker]
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBES = ("I love it, a wonderful film.", "Terrible, a boring mess.")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import json
 import math
 import re
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ import httpx
 import pytest
 import yaml
 
+from loadtests.servers import free_port
 from sentiment.data import read_tsv
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -30,12 +30,6 @@ DASHBOARD = DOCKER / "grafana" / "dashboards" / "sentiment.json"
 # traffic and the monitor's first drift computation take minutes.
 GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "5s", "$__range": "30m"}
 TEXTS_PER_REQUEST = 16
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def substitute(expr: str) -> str:
