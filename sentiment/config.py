@@ -114,7 +114,7 @@ class ServingModelSection(_Strict):
 
 class BatchingSection(_Strict):
     max_batch_size: int = Field(64, ge=1)
-    max_latency_ms: int = Field(10_000, ge=1)
+    max_latency_ms: int = Field(30_000, ge=1)
 
 
 class ApiSection(_Strict):
