@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     from bentoml.exceptions import NotFound
 
     from sentiment.config import load_serving_config
-    from sentiment.runtime import SentimentRuntime
+    from sentiment.runtime import SentimentRuntime, serving_options
 
     cfg = load_monitoring_config()
     serving = load_serving_config()
@@ -280,10 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     runtime = SentimentRuntime.from_bento_model(
         bento_model,
         max_length=int(metadata.get("max_length", 128)),
-        device=serving.model.device,
-        quantize=serving.model.quantize,
-        num_threads=serving.model.num_threads,
-        chunk_size=serving.model.forward_chunk_size,
+        **serving_options(serving.model),
     )
     training_config = Path(args.training_config or PROJECT_ROOT / cfg.benchmark.training_config)
     reference_pool, pools = build_pools(cfg, training_config, args.seed)

@@ -217,7 +217,12 @@ def _reference_from_mlflow(
     from mlflow.artifacts import download_artifacts
 
     from monitoring.config import load_monitoring_config
-    from sentiment.runtime import BENTO_TOKENIZER_SUBDIR, BENTO_WEIGHTS_SUBDIR, SentimentRuntime
+    from sentiment.runtime import (
+        BENTO_TOKENIZER_SUBDIR,
+        BENTO_WEIGHTS_SUBDIR,
+        SentimentRuntime,
+        serving_options,
+    )
 
     cfg = load_monitoring_config().reference
     # The Bento model keeps the MLflow model under "mlflow_model/": same layout below it.
@@ -231,10 +236,7 @@ def _reference_from_mlflow(
             tokenizer if tokenizer.is_dir() else root / weights_sub,
             max_length=int(metadata.get("max_length", 128)),
             temperature=float(metadata.get("temperature", 1.0)),
-            device=serving.model.device,
-            quantize=serving.model.quantize,
-            num_threads=serving.model.num_threads,
-            chunk_size=serving.model.forward_chunk_size,
+            **serving_options(serving.model),
         )
         return build_reference(
             runtime,

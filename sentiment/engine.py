@@ -6,7 +6,12 @@ import time
 from typing import Any
 
 from sentiment.config import ServingConfig
-from sentiment.runtime import ModelNotFoundError, SentimentRuntime, encode_embedding
+from sentiment.runtime import (
+    ModelNotFoundError,
+    SentimentRuntime,
+    encode_embedding,
+    serving_options,
+)
 
 HOW_TO_GET_A_MODEL = (
     "run `make train import-model` (or `make serve`, which does both when the store is empty)"
@@ -54,11 +59,7 @@ class ModelEngine:
         self.runtime = SentimentRuntime.from_bento_model(
             bento_model,
             max_length=int(metadata.get("max_length", 128)),
-            device=cfg.model.device,
-            quantize=cfg.model.quantize,
-            num_threads=cfg.model.num_threads,
-            sort_by_length=cfg.model.sort_by_length,
-            chunk_size=cfg.model.forward_chunk_size,
+            **serving_options(cfg.model),
         )
         self.load_seconds = time.perf_counter() - started
         self.metadata = metadata

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sentiment.config import ServingModelSection
 from sentiment.data import LABEL_NAMES
 
 # Inside a Bento model made by bentoml.mlflow.import_model from a transformers pipeline.
@@ -54,6 +55,18 @@ def encode_embedding(vector: Sequence[float] | np.ndarray) -> str:
 
 def decode_embedding(encoded: str) -> list[float]:
     return np.frombuffer(base64.b64decode(encoded), dtype="<f2").astype(np.float32).tolist()
+
+
+def serving_options(model_cfg: ServingModelSection) -> dict[str, Any]:
+    """The runtime keyword arguments that the serving config decides, for every place that
+    must predict exactly as the service does (service, drift reference, benchmarks, evaluation)."""
+    return {
+        "device": model_cfg.device,
+        "quantize": model_cfg.quantize,
+        "num_threads": model_cfg.num_threads,
+        "sort_by_length": model_cfg.sort_by_length,
+        "chunk_size": model_cfg.forward_chunk_size,
+    }
 
 
 def resolve_device(requested: str) -> torch.device:

@@ -490,19 +490,13 @@ def downloaded_model(ref: ModelRef) -> Iterator[tuple[Path, Path]]:
 
 def load_runtime(ref: ModelRef, weights: Path, tokenizer: Path, as_served: bool) -> Any:
     from sentiment.config import load_serving_config
-    from sentiment.runtime import SentimentRuntime
+    from sentiment.runtime import SentimentRuntime, serving_options
 
-    serving = load_serving_config()
+    options = serving_options(load_serving_config().model)
+    if not as_served:
+        options.update(device="cpu", quantize=False)
     return SentimentRuntime(
-        weights,
-        tokenizer,
-        max_length=ref.max_length,
-        device=serving.model.device if as_served else "cpu",
-        quantize=serving.model.quantize if as_served else False,
-        num_threads=serving.model.num_threads,
-        sort_by_length=serving.model.sort_by_length,
-        chunk_size=serving.model.forward_chunk_size,
-        temperature=ref.temperature,
+        weights, tokenizer, max_length=ref.max_length, temperature=ref.temperature, **options
     )
 
 
