@@ -583,6 +583,17 @@ def evaluate_predictor(
 
 # --- records ----------------------------------------------------------------------------------
 
+# The headline metrics, in the order of the CSV columns.
+METRIC_COLUMNS = (
+    "accuracy",
+    "f1",
+    "precision",
+    "recall",
+    "roc_auc",
+    "ece_uncalibrated",
+    "ece_calibrated",
+    "temperature",
+)
 PERFORMANCE_COLUMNS = (
     "evaluated_at",
     "model_name",
@@ -592,14 +603,7 @@ PERFORMANCE_COLUMNS = (
     "dataset",
     "dataset_sha256",
     "n",
-    "accuracy",
-    "f1",
-    "precision",
-    "recall",
-    "roc_auc",
-    "ece_uncalibrated",
-    "ece_calibrated",
-    "temperature",
+    *METRIC_COLUMNS,
     "latency_ms_batched",
     "latency_ms_p50",
     "latency_ms_p95",
@@ -624,19 +628,7 @@ def performance_row(result: EvaluationResult) -> dict[str, Any]:
         "dataset": result.dataset["name"],
         "dataset_sha256": result.dataset["sha256"],
         "n": result.dataset["n"],
-        **{
-            k: fmt(m.get(k))
-            for k in (
-                "accuracy",
-                "f1",
-                "precision",
-                "recall",
-                "roc_auc",
-                "ece_uncalibrated",
-                "ece_calibrated",
-                "temperature",
-            )
-        },
+        **{k: fmt(m.get(k)) for k in METRIC_COLUMNS},
         "latency_ms_batched": result.latency["batched_ms_per_text"],
         "latency_ms_p50": result.latency["single_p50_ms"],
         "latency_ms_p95": result.latency["single_p95_ms"],
