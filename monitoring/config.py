@@ -21,6 +21,7 @@ class MonitorSection(_Strict):
     # Predictions (not requests) waiting for the background thread: bounds memory when it lags.
     max_pending: int = Field(default=4096, ge=64)
     refresh_interval_s: float = Field(default=2.0, gt=0)
+    drift_interval_s: float = Field(default=10.0, ge=0)
     latency_window: int = Field(default=10_000, ge=100)
 
 
@@ -61,6 +62,7 @@ MONITORING_ENV: dict[str, tuple[str, ...]] = {
     "DRIFT_MIN_WINDOW": ("drift", "min_window"),
     "DRIFT_THRESHOLD": ("drift", "threshold"),
     "MONITORING_REFRESH_S": ("monitor", "refresh_interval_s"),
+    "MONITORING_DRIFT_INTERVAL_S": ("monitor", "drift_interval_s"),
     "DRIFT_BENCHMARK_WINDOWS": ("benchmark", "windows"),
 }
 

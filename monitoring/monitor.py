@@ -16,11 +16,13 @@ import contextvars
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 from bentoml.monitoring import MonitorBase
+from threadpoolctl import threadpool_limits
 
 from monitoring.config import MonitoringConfig, load_monitoring_config
 from monitoring.drift import STATUS_NO_REFERENCE, DriftDetector
@@ -83,6 +85,7 @@ class SentimentMonitor(MonitorBase[Any]):
         self._reference_tag: str | None = None if reference is None else "<given>"
         self._reference_error: str | None = None
         self._stale = True
+        self._drift_at = float("-inf")
         self._report = self.detector.detect_drift()
         self.schema: dict[str, dict[str, str]] = {}
         ACTIVE[name] = self
@@ -142,7 +145,7 @@ class SentimentMonitor(MonitorBase[Any]):
     def _run(self) -> None:
         while not self._stop.wait(self.cfg.monitor.refresh_interval_s):
             try:
-                self.refresh()
+                self.refresh(force_drift=False)
             except Exception:
                 logger.exception("monitor refresh failed; will retry")
 
@@ -152,9 +155,17 @@ class SentimentMonitor(MonitorBase[Any]):
             self._thread.join(timeout=5)
         ACTIVE.pop(self.name, None)
 
-    def refresh(self) -> dict[str, Any]:
-        """Take in waiting records; re-run the drift tests if anything changed."""
-        with self._lock:
+    def refresh(self, force_drift: bool = True) -> dict[str, Any]:
+        """Take in waiting records; re-run the drift tests if anything changed.
+
+        The background thread passes force_drift=False: it then re-runs them at most every
+        `drift_interval_s`, because the embedding test costs a noticeable share of a core
+        that the model needs under load. A summary (GET /monitoring) is always current.
+        """
+        # The drift tests' matrix products would otherwise run on every core through numpy's
+        # BLAS, whose threads spin after each call: on 2 cores that halved the model's
+        # multi-text throughput (README, Performance). One BLAS thread leaves cores to the model.
+        with self._lock, threadpool_limits(limits=1, user_api="blas"):
             self._ensure_reference()
             records, dropped = self.buffer.drain()
             if dropped:
@@ -165,10 +176,13 @@ class SentimentMonitor(MonitorBase[Any]):
                     self._ingest(record)
                 except (KeyError, ValueError, TypeError) as exc:
                     logger.warning("skipped a monitoring record: %s", exc)
-            if records or self._stale:
+            self._stale = self._stale or bool(records)
+            due = time.monotonic() - self._drift_at >= self.cfg.monitor.drift_interval_s
+            if self._stale and (force_drift or due):
                 self._report = self.detector.detect_drift()
                 self.metrics.set_drift(self._report)
                 self._stale = False
+                self._drift_at = time.monotonic()
             return self._report
 
     def _ingest(self, record: dict[str, Any]) -> None:

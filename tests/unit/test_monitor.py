@@ -96,6 +96,30 @@ def test_export_data_only_buffers(monitor: SentimentMonitor, registry: Collector
     assert registry.get_sample_value("prediction_total", {"sentiment": "positive"}) is None
 
 
+def test_background_refresh_reruns_drift_tests_at_most_every_drift_interval(
+    registry: CollectorRegistry,
+) -> None:
+    cfg = settings()
+    cfg.monitor.drift_interval_s = 3600
+    mon = SentimentMonitor(
+        "test-drift-interval",
+        settings=cfg,
+        metrics=MonitorMetrics(registry),
+        reference=reference_from([raw_prediction(i) for i in range(300)]),
+        background=False,
+    )
+    try:
+        log_through_bentoml(mon, [raw_prediction(i) for i in range(60)], latency=0.1)
+        first = mon.refresh(force_drift=False)  # never ran: due
+        assert first["window_size"] == 60
+        log_through_bentoml(mon, [raw_prediction(i) for i in range(60, 80)], latency=0.1)
+        assert mon.refresh(force_drift=False)["window_size"] == 60  # not due: counters only
+        assert mon.totals.total == 80
+        assert mon.summary()["drift_status"]["window_size"] == 80  # a summary is current
+    finally:
+        mon.close()
+
+
 def test_refresh_updates_metrics_summary_and_window(
     monitor: SentimentMonitor, registry: CollectorRegistry
 ) -> None:
@@ -245,8 +269,14 @@ def test_config_file_and_env_overrides() -> None:
     assert cfg.drift.window_size == 1000
     assert cfg.drift.threshold == 0.05
     assert cfg.benchmark.window_sizes == [200, 500]
-    env = {"DRIFT_WINDOW_SIZE": "500", "DRIFT_THRESHOLD": "0.01", "MONITORING_REFRESH_S": "0.5"}
+    env = {
+        "DRIFT_WINDOW_SIZE": "500",
+        "DRIFT_THRESHOLD": "0.01",
+        "MONITORING_REFRESH_S": "0.5",
+        "MONITORING_DRIFT_INTERVAL_S": "30",
+    }
     cfg = load_monitoring_config(env=env)
     assert (cfg.drift.window_size, cfg.drift.threshold) == (500, 0.01)
     assert cfg.monitor.refresh_interval_s == 0.5
+    assert cfg.monitor.drift_interval_s == 30
     assert set(env) <= set(MONITORING_ENV)
