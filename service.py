@@ -1,8 +1,7 @@
-"""BentoML services: the HTTP contract and the wiring, nothing else.
+"""The BentoML service: the HTTP contract and the wiring, nothing else.
 
-SentimentModel owns the model and one batchable method, so requests from many clients share
-forward passes. SentimentAPI is the public front: `/predict`'s JSON contract, the GET routes,
-monitoring and the UI, calling the model service through `bentoml.depends`.
+One service, one process per worker: the model, its adaptive batcher (sentiment/batching.py),
+`/predict`'s JSON contract, the GET routes, monitoring and the UI at `/ui`.
 """
 
 from __future__ import annotations
@@ -11,21 +10,25 @@ import time
 from typing import Any
 
 import bentoml
+from bentoml.exceptions import ServiceUnavailable
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from monitoring.hook import (
-    SERVICE_MONITORING,
-    log_predictions,
-    mark_model_loaded,
-    monitoring_endpoint,
+from monitoring.hook import SERVICE_MONITORING, log_predictions, mark_model_loaded
+from monitoring.hook import monitoring_endpoint as monitoring_route
+from monitoring.metrics import observe_batch
+from sentiment.api import (
+    Limits,
+    PredictGuard,
+    PredictResponse,
+    health_payload,
+    predict_response,
 )
-from sentiment.api import Limits, PredictGuard, predict_response
+from sentiment.batching import AdaptiveBatcher, Overloaded
 from sentiment.config import load_serving_config
 from sentiment.engine import ModelEngine, require_model
-from sentiment.front import MODEL_CLIENT_SESSION, classify_remote, health_payload
 from ui.app import mount_ui
 
 CONFIG = load_serving_config()
@@ -36,50 +39,20 @@ LIMITS = Limits(
 )
 
 
-@bentoml.service(
-    name="sentiment_model",
-    workers=1,
-    traffic={"timeout": CONFIG.api.timeout_s},
-    runner_connection=MODEL_CLIENT_SESSION,
-    logging={"access": {"enabled": CONFIG.model.access_log}},
-)
-class SentimentModel:
-    @bentoml.on_deployment
-    def check_model() -> None:  # a deployment hook: called on the class, without self
-        require_model(load_serving_config().model.tag)
-
-    def __init__(self) -> None:
-        self.engine = ModelEngine.load(load_serving_config())
-
-    @bentoml.api(
-        batchable=True,
-        max_batch_size=CONFIG.batching.max_batch_size,
-        max_latency_ms=CONFIG.batching.max_latency_ms,
-    )
-    def classify(self, texts: list[str]) -> list[dict[str, Any]]:
-        return self.engine.classify(texts)
-
-    @bentoml.api
-    def info(self) -> dict[str, Any]:
-        return self.engine.info()
-
-
 async def health(request: Request) -> JSONResponse:
-    service = bentoml.get_current_service()
-    loaded = await service.model_loaded()
+    loaded = bentoml.get_current_service().model_loaded()
     return JSONResponse(health_payload(loaded), status_code=200 if loaded else 503)
 
 
 async def model_info(request: Request) -> JSONResponse:
-    service = bentoml.get_current_service()
-    return JSONResponse(await service.model_info())
+    return JSONResponse(await bentoml.get_current_service().model_info())
 
 
 routes = Starlette(
     routes=[
         Route("/health", health, methods=["GET"]),
         Route("/model/info", model_info, methods=["GET"]),
-        Route("/monitoring", monitoring_endpoint, methods=["GET"]),
+        Route("/monitoring", monitoring_route, methods=["GET"]),
     ]
 )
 
@@ -88,44 +61,53 @@ routes = Starlette(
 @bentoml.asgi_app(routes, path="/")
 @bentoml.service(
     name="sentiment_api",
-    workers=1,
+    workers=CONFIG.api.workers,
     traffic={"timeout": CONFIG.api.timeout_s, "max_concurrency": CONFIG.api.max_concurrency},
     monitoring=SERVICE_MONITORING,
 )
 class SentimentAPI:
-    model = bentoml.depends(SentimentModel)
+    @bentoml.on_deployment
+    def check_model() -> None:  # a deployment hook: called on the class, without self
+        require_model(load_serving_config().model.tag)
 
     def __init__(self) -> None:
-        self._info: dict[str, Any] | None = None
-
-    async def model_info(self) -> dict[str, Any]:
-        if self._info is None:
-            self._info = await self.model.to_async.info()
-            mark_model_loaded(self._info["tag"])
-        return self._info
+        self.engine = ModelEngine.load(CONFIG)
+        self.info = self.engine.info()
+        self.batcher = AdaptiveBatcher(
+            self.engine.classify,
+            max_batch_size=CONFIG.batching.max_batch_size,
+            max_latency_ms=CONFIG.batching.max_latency_ms,
+            on_batch=observe_batch,
+        )
 
     @bentoml.on_startup
-    async def reach_model(self) -> None:
-        # Best effort: /health retries until the model service answers.
-        await self.model_loaded()
+    def announce_model(self) -> None:
+        mark_model_loaded(self.info["tag"])
 
-    async def model_loaded(self) -> bool:
-        try:
-            await self.model_info()
-        except Exception:
-            return False
-        return True
+    @bentoml.on_shutdown
+    async def stop_batcher(self) -> None:
+        await self.batcher.aclose()
+
+    def model_loaded(self) -> bool:
+        return self.engine is not None
+
+    async def model_info(self) -> dict[str, Any]:
+        return self.info
 
     async def classify(self, texts: list[str]) -> list[dict[str, Any]]:
-        return await classify_remote(self.model.to_async.classify, texts)
+        """Per-text predictions through the shared batcher (also the UI's backend)."""
+        try:
+            return await self.batcher.submit(texts)
+        except Overloaded as exc:
+            raise ServiceUnavailable(str(exc)) from None
 
-    @bentoml.api(route="/predict")
-    async def predict(self, texts: list[str], return_probabilities: bool = False) -> dict[str, Any]:
+    @bentoml.api(route="/predict", output_spec=PredictResponse)
+    async def predict(self, texts: list[str], return_probabilities: bool = False) -> JSONResponse:
         started = time.perf_counter()
         raw = await self.classify(texts)
-        info = await self.model_info()
-        log_predictions(texts, raw, time.perf_counter() - started, info["tag"])
-        return predict_response(raw, return_probabilities, info["version"])
+        log_predictions(texts, raw, time.perf_counter() - started, self.info["tag"])
+        # A ready response: BentoML's own output path derives a JSON schema per response.
+        return JSONResponse(predict_response(raw, return_probabilities, self.info["version"]))
 
 
 # bentoml.service returns a Service object; its stubs still type the decorated name as the class.

@@ -55,7 +55,11 @@ class UnbatchedPlatformModel:
         from sentiment.config import load_serving_config
         from sentiment.engine import ModelEngine
 
-        self.engine = ModelEngine.load(load_serving_config())
+        cfg = load_serving_config()
+        # Torch's default threads (every core), whatever the platform's per-worker setting:
+        # this baseline is one process and must not be handicapped.
+        model = cfg.model.model_copy(update={"num_threads": 0})
+        self.engine = ModelEngine.load(cfg.model_copy(update={"model": model}))
 
     def predict_one(self, text: str) -> dict[str, Any]:
         return self.engine.classify([text], with_embeddings=False)[0]

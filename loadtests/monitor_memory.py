@@ -2,8 +2,8 @@
 
 Starts `bentoml serve` (or uses --url), sends a warm-up that fills the drift window and the
 latency ring, reads the resident memory of the server's processes, sends N more predictions
-(20,000 by default) and reads it again. The front worker, where the monitor runs, is found
-through the `worker_pid` of GET /monitoring.
+(20,000 by default) and reads it again. The worker, where the model and the monitor run, is
+found through the `worker_pid` of GET /monitoring.
 """
 
 from __future__ import annotations
@@ -95,13 +95,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warm-up: {warmup} predictions")
         asyncio.run(send(url, texts, warmup, args.per_request, args.clients))
         status: dict[str, Any] = httpx.get(f"{url}/monitoring", timeout=60).json()
-        front_pid = int(status["worker_pid"])
-        front_before = round(rss_mb(front_pid), 1)
+        worker_pid = int(status["worker_pid"])
+        worker_before = round(rss_mb(worker_pid), 1)
         tree_before = tree_rss_mb(server_pid) if server_pid else None
-        print(f"before: front worker {front_before} MiB; sending {args.predictions}")
+        print(f"before: worker {worker_before} MiB; sending {args.predictions}")
         seconds = asyncio.run(send(url, texts, args.predictions, args.per_request, args.clients))
         status = httpx.get(f"{url}/monitoring", timeout=60).json()
-        front_after = round(rss_mb(front_pid), 1)
+        worker_after = round(rss_mb(worker_pid), 1)
         tree_after = tree_rss_mb(server_pid) if server_pid else None
     finally:
         if server is not None:
@@ -110,9 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         "predictions": args.predictions,
         "warmup": warmup,
         "seconds": round(seconds, 1),
-        "front_pid": front_pid,
-        "front_rss_mb": {"before": front_before, "after": front_after},
-        "front_rss_growth_mb": round(front_after - front_before, 1),
+        "worker_pid": worker_pid,
+        "worker_rss_mb": {"before": worker_before, "after": worker_after},
+        "worker_rss_growth_mb": round(worker_after - worker_before, 1),
         "process_rss_mb": {"before": tree_before, "after": tree_after},
         "monitoring_total_predictions": status["total_predictions"],
         "drift_window_size": status["drift_status"].get("window_size"),

@@ -4,7 +4,7 @@
 drift-benchmark: ensure-model ## Drift detector: false alarms and power per test (results/drift_benchmark.json)
 	$(PY) -m loadtests.drift_benchmark
 
-monitor-memory: ensure-model ## Serve, send 20,000 predictions, report the front worker's RSS before/after
+monitor-memory: ensure-model ## Serve, send 20,000 predictions, report the worker's RSS before/after
 	$(PY) -m loadtests.monitor_memory
 
 test-monitoring: $(STAMP) ## Unit tests of the drift tests, detector, monitor hook and benchmark helpers

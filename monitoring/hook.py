@@ -1,4 +1,4 @@
-"""What the services and the UI call: log predictions, read the summary, serve GET /monitoring.
+"""What the service and the UI call: log predictions, read the summary, serve GET /monitoring.
 
 Everything here is safe on the request path: logging only hands the columns to the monitor
 (which buffers them), and a failure in monitoring is logged, never raised to the caller.
@@ -15,7 +15,7 @@ from typing import Any
 logger = logging.getLogger("monitoring.hook")
 
 MONITOR_TYPE = "monitoring.monitor.SentimentMonitor"
-# For the front service's decorator: @bentoml.service(..., monitoring=SERVICE_MONITORING).
+# For the service's decorator: @bentoml.service(..., monitoring=SERVICE_MONITORING).
 SERVICE_MONITORING: dict[str, Any] = {"enabled": True, "type": MONITOR_TYPE}
 
 # (column, role, data type) of each per-text field logged with log_batch.
@@ -39,7 +39,7 @@ def monitor_name() -> str:
 def _monitor_kwargs() -> dict[str, Any]:
     """Which monitor class bentoml.monitor should use.
 
-    Inside the front service the decorator's config names SentimentMonitor. Elsewhere (tests,
+    Inside the service the decorator's config names SentimentMonitor. Elsewhere (tests,
     a stand-alone UI) BentoML's default monitor would be used, which writes log files under
     ./monitoring; our class is asked for explicitly instead.
     """
@@ -68,7 +68,7 @@ def log_predictions(
     latency_s: float | None,
     model_tag: str | None = None,
 ) -> None:
-    """Log one request's predictions (the model service's raw dicts) to the monitor.
+    """Log one request's predictions (ModelEngine.classify's dicts) to the monitor.
 
     The texts themselves are not kept (privacy, memory); their lengths are in the raw dicts.
     """
@@ -107,7 +107,7 @@ def _log(
 
 
 def mark_model_loaded(model_tag: str) -> None:
-    """Set active_models as soon as the front reaches its model, before any prediction,
+    """Set active_models as soon as the worker has loaded its model, before any prediction,
     so that the "model not loaded" alert does not fire on a new service without traffic."""
     import bentoml
 

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from monitoring.drift import TEST_NAMES
+from sentiment.batching import BatchRecord
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 CONFIDENCE_BUCKETS = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.99, 1.0)
@@ -92,7 +93,41 @@ class MonitorMetrics:
             self.test_p_value.labels(test=name).set(test.get("p_value", float("nan")))
 
 
+BATCH_TEXT_BUCKETS = (1, 2, 4, 8, 16, 32, 48, 64, 128)
+BATCH_REQUEST_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+
+
+class BatchMetrics:
+    """What the batcher merged: per model call, its requests and texts, and the queue wait."""
+
+    def __init__(self, registry: Any = None) -> None:
+        import prometheus_client as prom
+
+        kw: dict[str, Any] = {} if registry is None else {"registry": registry}
+        self.requests = prom.Histogram(
+            "sentiment_batch_requests",
+            "Requests merged into one model call",
+            buckets=BATCH_REQUEST_BUCKETS,
+            **kw,
+        )
+        self.texts = prom.Histogram(
+            "sentiment_batch_texts", "Texts in one model call", buckets=BATCH_TEXT_BUCKETS, **kw
+        )
+        self.wait = prom.Histogram(
+            "sentiment_batch_wait_seconds",
+            "Time the oldest request of a model call waited in the queue",
+            buckets=LATENCY_BUCKETS,
+            **kw,
+        )
+
+    def observe(self, record: BatchRecord) -> None:
+        self.requests.observe(record.requests)
+        self.texts.observe(record.texts)
+        self.wait.observe(record.oldest_wait_s)
+
+
 _DEFAULT: MonitorMetrics | None = None
+_BATCH: BatchMetrics | None = None
 _LOCK = threading.Lock()
 
 
@@ -104,3 +139,12 @@ def default_metrics() -> MonitorMetrics:
         if _DEFAULT is None:
             _DEFAULT = MonitorMetrics()
         return _DEFAULT
+
+
+def observe_batch(record: BatchRecord) -> None:
+    """The batcher's hook: record one model call on the default registry."""
+    global _BATCH
+    with _LOCK:
+        if _BATCH is None:
+            _BATCH = BatchMetrics()
+    _BATCH.observe(record)

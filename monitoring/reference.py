@@ -103,7 +103,7 @@ def reference_from_predictions(
     source: str = "sst2/validation",
     labels: Sequence[str] = LABEL_NAMES,
 ) -> DriftReference:
-    """A reference from prediction dicts (the model service's raw output format)."""
+    """A reference from prediction dicts (the format of ModelEngine.classify)."""
     if not predictions:
         raise ValueError("a drift reference needs at least one prediction")
     predicted = np.asarray([label_index(p["label"], labels) for p in predictions], np.int8)

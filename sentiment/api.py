@@ -6,7 +6,9 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -76,6 +78,21 @@ def validate_predict_payload(payload: Any, limits: Limits) -> PredictRequest:
     if not isinstance(flag, bool):
         raise RequestError("'return_probabilities' must be true or false")
     return PredictRequest(texts, flag)
+
+
+class PredictionOut(BaseModel):
+    sentiment: Literal["positive", "negative"]
+    confidence: float
+    # Present only when the request asked for return_probabilities.
+    probabilities: dict[str, float] | None = None
+
+
+class PredictResponse(BaseModel):
+    """`/predict`'s answer, for the OpenAPI document (the service writes the JSON itself)."""
+
+    predictions: list[PredictionOut]
+    model_version: str
+    timestamp: str
 
 
 def now_iso() -> str:
@@ -162,3 +179,11 @@ async def _reply(send: Send, status: int, message: str) -> None:
         }
     )
     await send({"type": "http.response.body", "body": data})
+
+
+def health_payload(model_loaded: bool) -> dict[str, Any]:
+    return {
+        "status": "healthy" if model_loaded else "unhealthy",
+        "model_loaded": model_loaded,
+        "timestamp": now_iso(),
+    }

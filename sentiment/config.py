@@ -100,29 +100,31 @@ class ServingModelSection(_Strict):
     name: str = "sentiment"
     tag: str = "sentiment:latest"
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    # Dynamic int8 quantisation of the Linear layers (CPU only).
-    quantize: bool = False
+    # Dynamic int8 quantisation of the Linear layers, one scale per output channel (CPU only).
+    quantize: bool = True
     # Torch intra-op threads per worker; 0 = leave torch's default.
     num_threads: int = Field(0, ge=0)
     # Sort a batch by length so that padding is spent only inside groups of similar texts.
     sort_by_length: bool = True
-    # One access-log line per internal front->model call; the front logs every request anyway.
-    access_log: bool = False
-    # Texts per forward pass inside one adaptive batch (bounds padding and memory).
+    # Texts per forward pass inside one batch (bounds padding and memory).
     forward_chunk_size: int = Field(16, ge=1)
 
 
 class BatchingSection(_Strict):
+    # Texts per model call: queued requests are merged up to this many (whole requests only).
     max_batch_size: int = Field(64, ge=1)
-    max_latency_ms: int = Field(30_000, ge=1)
+    # A request that would wait longer than this for the model is answered 503 at once.
+    max_latency_ms: int = Field(10_000, ge=1)
 
 
 class ApiSection(_Strict):
     max_texts_per_request: int = Field(64, ge=1)
     max_text_chars: int = Field(20_000, ge=1)
     max_request_bytes: int = Field(1_000_000, ge=1024)
-    # Requests the front works on at once; beyond that it answers 503 at once instead of queueing.
+    # Requests one worker works on at once; beyond that BentoML answers 429 at once.
     max_concurrency: int = Field(64, ge=1)
+    # Server processes, each with its own model copy, batcher and monitor.
+    workers: int = Field(1, ge=1)
     timeout_s: float = Field(60.0, gt=0)
     port: int = Field(3000, ge=1, le=65535)
 
@@ -142,6 +144,7 @@ SERVING_ENV: dict[str, tuple[str, ...]] = {
     "SENTIMENT_MAX_LATENCY_MS": ("batching", "max_latency_ms"),
     "SENTIMENT_MAX_TEXTS": ("api", "max_texts_per_request"),
     "SENTIMENT_MAX_CONCURRENCY": ("api", "max_concurrency"),
+    "SENTIMENT_WORKERS": ("api", "workers"),
     "PORT": ("api", "port"),
 }
 

@@ -1,4 +1,4 @@
-"""What the model service does: find the Bento model, load it, classify batches, describe it."""
+"""The model inside the service: find the Bento model, load it, classify batches, describe it."""
 
 from __future__ import annotations
 
@@ -6,12 +6,7 @@ import time
 from typing import Any
 
 from sentiment.config import ServingConfig
-from sentiment.runtime import (
-    ModelNotFoundError,
-    SentimentRuntime,
-    encode_embedding,
-    serving_options,
-)
+from sentiment.runtime import ModelNotFoundError, SentimentRuntime, serving_options
 
 HOW_TO_GET_A_MODEL = (
     "run `make train import-model` (or `make serve`, which does both when the store is empty)"
@@ -69,14 +64,8 @@ class ModelEngine:
         return cls(cfg, get_bento_model(cfg.model.tag))
 
     def classify(self, texts: list[str], with_embeddings: bool = True) -> list[dict[str, Any]]:
-        """Per-text dicts for the wire: embeddings encoded compactly (see decode_predictions)."""
-        out = []
-        for pred in self.runtime.predict(texts, with_embeddings=with_embeddings):
-            item = pred.to_dict()
-            if pred.embedding is not None:
-                item["embedding"] = encode_embedding(pred.embedding)
-            out.append(item)
-        return out
+        """One dict per text: label, confidence, probabilities, length features, embedding."""
+        return [p.to_dict() for p in self.runtime.predict(texts, with_embeddings=with_embeddings)]
 
     def custom_object(self, name: str) -> Any:
         return self.bento_model.custom_objects.get(name)

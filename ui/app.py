@@ -31,7 +31,7 @@ DOWNLOAD_MAX_AGE_S = 3600
 BATCH_PLACEHOLDER = views.placeholder_html(
     "Upload a CSV file and press Analyze file: a summary, charts and the results table appear here."
 )
-FAILED_CALL = "The model service did not answer ({reason}){where}. Try again in a moment."
+FAILED_CALL = "The model did not answer ({reason}){where}. Try again in a moment."
 
 
 def _no_progress(*args: Any, **kwargs: Any) -> None:
@@ -496,7 +496,7 @@ def service_ui(serving_max_batch_size: int | None = None, cfg: UIConfig | None =
     """The Blocks that service.py mounts: the live service as backend, settings from config."""
     cfg = cfg or load_ui_config()
     if serving_max_batch_size is not None and cfg.batch.batch_size > serving_max_batch_size:
-        # A UI batch above the model service's adaptive batch limit would be refused there.
+        # One UI batch should fit in one model call of the service's batcher.
         cfg.batch.batch_size = serving_max_batch_size
     return prepare_for_mount(build_ui(ServiceBackend(), cfg))
 

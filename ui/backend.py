@@ -1,6 +1,6 @@
 """What the UI needs from the running service, as a small interface a test can fake.
 
-In `bentoml serve` the Gradio app runs inside the front service's process and event loop, so
+In `bentoml serve` the Gradio app runs inside the service's worker process and event loop, so
 the backend reaches the live SentimentAPI instance through `bentoml.get_current_service()`
 and awaits the same `classify` that `/predict` uses: one model in memory, shared batching.
 """
@@ -43,7 +43,7 @@ async def _resolve(value: Any) -> Any:
 
 
 class ServiceBackend:
-    """The live front service (found at call time, never at import) and `monitoring.hook`."""
+    """The live service (found at call time, never at import) and `monitoring.hook`."""
 
     def __init__(
         self,

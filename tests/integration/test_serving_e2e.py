@@ -16,18 +16,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def scrape_batch_histogram(metrics_text: str) -> tuple[float, float]:
-    """(number of batches, summed batch sizes) of the model service's classify API."""
+    """(number of model calls, requests merged into them) from the batcher's histogram."""
     count = total = 0.0
     for line in metrics_text.splitlines():
-        if not line.startswith("bentoml_service_adaptive_batch_size_"):
-            continue
-        if 'endpoint="classify"' not in line and "classify" not in line:
-            continue
-        value = float(line.rsplit(" ", 1)[1])
-        if line.startswith("bentoml_service_adaptive_batch_size_count"):
-            count += value
-        elif line.startswith("bentoml_service_adaptive_batch_size_sum"):
-            total += value
+        value = line.rsplit(" ", 1)[-1]
+        if line.startswith("sentiment_batch_requests_count"):
+            count += float(value)
+        elif line.startswith("sentiment_batch_requests_sum"):
+            total += float(value)
     return count, total
 
 

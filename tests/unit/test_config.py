@@ -60,11 +60,14 @@ def test_serving_overrides() -> None:
             "SENTIMENT_MODEL_TAG": "sentiment:v3-abc",
             "SENTIMENT_QUANTIZE": "false",
             "PORT": "4000",
+            "SENTIMENT_WORKERS": "2",
         }
     )
     assert cfg.model.tag == "sentiment:v3-abc"
     assert cfg.model.quantize is False
     assert cfg.api.port == 4000
+    assert cfg.api.workers == 2
+    assert load_serving_config(env={}).model.quantize is True
 
 
 def test_unknown_key_is_a_one_line_error(tmp_path: Path) -> None:

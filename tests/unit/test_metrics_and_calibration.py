@@ -65,16 +65,3 @@ def test_linear_warmup_schedule() -> None:
     assert f(2) == 1.0
     assert f(6) == pytest.approx(0.5)
     assert f(10) == 0.0
-
-
-def test_embedding_wire_encoding_round_trips_at_half_precision() -> None:
-    from sentiment.front import decode_predictions
-    from sentiment.runtime import decode_embedding, encode_embedding
-
-    vector = [0.5, -1.25, 3.0, 1e-3]
-    encoded = encode_embedding(vector)
-    assert isinstance(encoded, str) and len(encoded) == 12
-    assert decode_embedding(encoded) == pytest.approx(vector, rel=1e-3)
-    raw = [{"label": "positive", "embedding": encoded}, {"label": "negative"}]
-    assert decode_predictions(raw)[0]["embedding"] == pytest.approx(vector, rel=1e-3)
-    assert "embedding" not in raw[1]

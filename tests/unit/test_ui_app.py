@@ -27,7 +27,7 @@ class FakeBackend:
 
     async def predict(self, texts: list[str]) -> list[dict[str, Any]]:
         if self.fail_after is not None and len(self.batches) >= self.fail_after:
-            raise RuntimeError("model service down")
+            raise RuntimeError("model down")
         self.batches.append(list(texts))
         out = []
         for text in texts:
@@ -136,7 +136,7 @@ def test_model_failure_is_a_message_not_an_exception() -> None:
     backend = FakeBackend(fail_after=0)
     card, probs, _ = run(UIHandlers(backend, config()).predict_one("good", True))
     assert "ui-alert-error" in card
-    assert "The model service did not answer (RuntimeError: model service down)" in card
+    assert "The model did not answer (RuntimeError: model down)" in card
     assert probs["probability"].sum() == 0
 
 
@@ -233,7 +233,7 @@ def test_analyze_reports_a_failure_part_way(tmp_path: Path) -> None:
     status, *_ = run(
         UIHandlers(FakeBackend(fail_after=1), config()).analyze_file(path, "text", False)
     )
-    assert "did not answer (RuntimeError: model service down) after 2 of 5 rows" in status
+    assert "did not answer (RuntimeError: model down) after 2 of 5 rows" in status
 
 
 def test_analyzed_name() -> None:
