@@ -1,7 +1,8 @@
 """The BentoML service: the HTTP contract and the wiring, nothing else.
 
-One service, one process per worker: the model, its adaptive batcher (sentiment/batching.py),
-`/predict`'s JSON contract, the GET routes, monitoring and the UI at `/ui`.
+One service: `/predict`'s JSON contract, the GET routes, monitoring and the UI at `/ui`, in
+front of an adaptive batcher (sentiment/batching.py) that feeds the model, which runs in model
+processes beside the worker on CPU (sentiment/model_pool.py).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from sentiment.api import (
 )
 from sentiment.batching import AdaptiveBatcher, Overloaded
 from sentiment.config import load_serving_config
-from sentiment.engine import ModelEngine, require_model
+from sentiment.engine import require_model
+from sentiment.model_pool import start_model
 from ui.app import mount_ui
 
 CONFIG = load_serving_config()
@@ -71,13 +73,14 @@ class SentimentAPI:
         require_model(load_serving_config().model.tag)
 
     def __init__(self) -> None:
-        self.engine = ModelEngine.load(CONFIG)
-        self.info = self.engine.info()
+        self.model = start_model(CONFIG)
+        self.info = self.model.info()
         self.batcher = AdaptiveBatcher(
-            self.engine.classify,
+            self.model.classify,
             max_batch_size=CONFIG.batching.max_batch_size,
             max_latency_ms=CONFIG.batching.max_latency_ms,
             on_batch=observe_batch,
+            concurrency=self.model.concurrency,
         )
 
     @bentoml.on_startup
@@ -85,11 +88,12 @@ class SentimentAPI:
         mark_model_loaded(self.info["tag"])
 
     @bentoml.on_shutdown
-    async def stop_batcher(self) -> None:
+    async def stop_model(self) -> None:
         await self.batcher.aclose()
+        self.model.close()
 
     def model_loaded(self) -> bool:
-        return self.engine is not None
+        return self.model is not None
 
     async def model_info(self) -> dict[str, Any]:
         return self.info

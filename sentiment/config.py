@@ -102,8 +102,10 @@ class ServingModelSection(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # Dynamic int8 quantisation of the Linear layers, one scale per output channel (CPU only).
     quantize: bool = True
-    # Torch intra-op threads per worker; 0 = leave torch's default.
-    num_threads: int = Field(0, ge=0)
+    # Torch intra-op threads per model copy; 0 = leave torch's default (every core).
+    num_threads: int = Field(1, ge=0)
+    # Model processes beside each server worker (CPU only); 0 = the model runs in the worker.
+    processes: int = Field(2, ge=0)
     # Sort a batch by length so that padding is spent only inside groups of similar texts.
     sort_by_length: bool = True
     # Texts per forward pass inside one batch (bounds padding and memory).
@@ -123,7 +125,8 @@ class ApiSection(_Strict):
     max_request_bytes: int = Field(1_000_000, ge=1024)
     # Requests one worker works on at once; beyond that BentoML answers 429 at once.
     max_concurrency: int = Field(64, ge=1)
-    # Server processes, each with its own model copy, batcher and monitor.
+    # Server processes, each with its own batcher, model processes and monitor. Gradio keeps
+    # UI sessions in process memory, so the UI needs exactly one.
     workers: int = Field(1, ge=1)
     timeout_s: float = Field(60.0, gt=0)
     port: int = Field(3000, ge=1, le=65535)
@@ -140,6 +143,7 @@ SERVING_ENV: dict[str, tuple[str, ...]] = {
     "SENTIMENT_DEVICE": ("model", "device"),
     "SENTIMENT_QUANTIZE": ("model", "quantize"),
     "SENTIMENT_NUM_THREADS": ("model", "num_threads"),
+    "SENTIMENT_MODEL_PROCESSES": ("model", "processes"),
     "SENTIMENT_MAX_BATCH_SIZE": ("batching", "max_batch_size"),
     "SENTIMENT_MAX_LATENCY_MS": ("batching", "max_latency_ms"),
     "SENTIMENT_MAX_TEXTS": ("api", "max_texts_per_request"),

@@ -54,6 +54,7 @@ class ModelEngine:
         self.runtime = SentimentRuntime.from_bento_model(
             bento_model,
             max_length=int(metadata.get("max_length", 128)),
+            num_threads=cfg.model.num_threads,
             **serving_options(cfg.model),
         )
         self.load_seconds = time.perf_counter() - started

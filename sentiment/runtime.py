@@ -49,11 +49,13 @@ class TextPrediction:
 
 def serving_options(model_cfg: ServingModelSection) -> dict[str, Any]:
     """The runtime keyword arguments that the serving config decides, for every place that
-    must predict exactly as the service does (service, drift reference, benchmarks, evaluation)."""
+    must predict exactly as the service does (service, drift reference, benchmarks, evaluation).
+
+    Not the thread count: it changes no prediction, and offline tools should use every core
+    whatever each serving model process gets."""
     return {
         "device": model_cfg.device,
         "quantize": model_cfg.quantize,
-        "num_threads": model_cfg.num_threads,
         "sort_by_length": model_cfg.sort_by_length,
         "chunk_size": model_cfg.forward_chunk_size,
     }

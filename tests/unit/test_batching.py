@@ -188,3 +188,65 @@ def test_empty_submit_and_bad_settings() -> None:
     assert asyncio.run(AdaptiveBatcher(list, max_batch_size=1, max_latency_ms=1).submit([])) == []
     with pytest.raises(ValueError, match="at least 1"):
         AdaptiveBatcher(list, max_batch_size=0, max_latency_ms=1)
+
+
+def test_concurrency_runs_that_many_batches_at_once() -> None:
+    started = threading.Barrier(2, timeout=5)
+    calls: list[list[str]] = []
+
+    def model(texts: list[str]) -> list[str]:
+        calls.append(list(texts))
+        if texts == ["first"] or texts == ["second"]:
+            started.wait()  # both must be running at the same time to get past this
+        return texts
+
+    async def scenario() -> list[list[str]]:
+        batcher = AdaptiveBatcher(model, max_batch_size=8, max_latency_ms=60_000, concurrency=2)
+        first = asyncio.create_task(batcher.submit(["first"]))
+        await _settle()
+        second = asyncio.create_task(batcher.submit(["second"]))
+        results = await asyncio.gather(first, second)
+        await batcher.aclose()
+        return results
+
+    assert asyncio.run(scenario()) == [["first"], ["second"]]
+    assert sorted(calls) == [["first"], ["second"]]
+
+
+def test_the_wait_estimate_counts_every_replica() -> None:
+    release = threading.Event()
+
+    def model(texts: list[str]) -> list[str]:
+        release.wait(timeout=10)  # every call blocks: both replicas stay busy
+        return texts
+
+    async def scenario() -> None:
+        batcher = AdaptiveBatcher(model, max_batch_size=1, max_latency_ms=1_000, concurrency=2)
+        batcher.seconds_per_text = 0.1
+        running = [asyncio.create_task(batcher.submit(["x"])) for _ in range(2)]
+        await _settle()
+        queued = [asyncio.create_task(batcher.submit(["y"])) for _ in range(20)]
+        await _settle()
+        # 20 texts queued behind two replicas: 20 x 0.1 s / 2 = 1.0 s, at the bound.
+        assert batcher.queued_texts == 20
+        queued.append(asyncio.create_task(batcher.submit(["y"])))
+        await _settle()
+        with pytest.raises(Overloaded):
+            await batcher.submit(["z"])  # 21 x 0.1 s / 2 = 1.05 s
+        release.set()
+        await asyncio.gather(*running, *queued)
+        await batcher.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_the_cost_per_text_is_learnt_from_batches_at_least_half_full() -> None:
+    batcher = AdaptiveBatcher(list, max_batch_size=64, max_latency_ms=1_000)
+    batcher._learn_cost(8, 0.16)  # 20 ms per text at batch 8: not what a long queue costs
+    assert batcher.seconds_per_text is None
+    batcher._learn_cost(32, 0.16)
+    assert batcher.seconds_per_text == pytest.approx(0.005)
+    batcher._learn_cost(64, 0.64)  # 10 ms per text, weighted in by EWMA_WEIGHT (0.2)
+    assert batcher.seconds_per_text == pytest.approx(0.8 * 0.005 + 0.2 * 0.01)
+    batcher._learn_cost(1, 5.0)
+    assert batcher.seconds_per_text == pytest.approx(0.006)

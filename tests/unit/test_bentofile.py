@@ -69,3 +69,52 @@ def test_dockerfile_template_adds_a_health_check() -> None:
     text = template.read_text()
     assert text.startswith("{% extends bento_base_template %}")
     assert "HEALTHCHECK" in text and "/health" in text
+
+
+def _requirement_names(dist: str) -> set[str]:
+    """Non-optional requirements of an installed distribution, normalised."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    try:
+        lines = requires(dist) or []
+    except PackageNotFoundError:
+        return set()
+    return {
+        re.split(r"[\s<>=!~;\[(]", line, maxsplit=1)[0].lower().replace("_", "-")
+        for line in lines
+        if "extra ==" not in line
+    }
+
+
+def test_every_third_party_module_the_bento_imports_is_installed_in_it() -> None:
+    """A module imported by the shipped code but missing from the image fails only at start-up
+    inside the container; catch it here."""
+    import sys
+    from importlib.metadata import packages_distributions
+
+    closure = set(pins(bentofile()["python"]["packages"])) | {"bentoml"}
+    todo = list(closure)
+    while todo:
+        for name in _requirement_names(todo.pop()) - closure:
+            closure.add(name)
+            todo.append(name)
+    files = [ROOT / "service.py"]
+    for folder in ("sentiment", "monitoring", "ui"):
+        files += sorted((ROOT / folder).rglob("*.py"))
+    local = {"service", "sentiment", "monitoring", "ui"}
+    # Imported inside functions that only training and `make import-model` call.
+    build_time_only = {"datasets", "mlflow", "training"}
+    modules: set[str] = set()
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                modules.add(node.module.split(".")[0])
+            elif isinstance(node, ast.Import):
+                modules |= {alias.name.split(".")[0] for alias in node.names}
+    distributions = packages_distributions()
+    missing = {}
+    for module in sorted(modules - local - build_time_only - set(sys.stdlib_module_names)):
+        dists = {d.lower().replace("_", "-") for d in distributions.get(module, [module])}
+        if not dists & closure:
+            missing[module] = sorted(dists)
+    assert missing == {}

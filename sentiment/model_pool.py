@@ -1,0 +1,206 @@
+"""Where the forward passes run: in the serving process, or in model processes beside it.
+
+With `model.processes: 0` the batcher calls the model on a thread of the serving process. With
+N > 0, N child processes each hold a copy of the model and run one batch at a time with
+`model.num_threads` torch threads, and the serving process keeps only HTTP, batching,
+monitoring and the UI. Measured on 2 CPU cores (README, Performance): two 1-thread model
+processes beat one 2-thread model sharing the interpreter lock with the HTTP server, and unlike
+two server workers they keep one batcher, one monitor and one UI session store.
+
+Only whole batches cross the process boundary (a list of texts out, a list of dicts back), so
+the cost of the hand-over is paid per batch, not per request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import queue
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any, Protocol
+
+from sentiment.config import ServingConfig
+
+logger = logging.getLogger("sentiment.model_pool")
+
+START_TIMEOUT_S = 300.0
+
+
+class ModelBackend(Protocol):
+    """What the service needs from the model: batched classify, a description, how many
+    batches may run at once, and a way to stop."""
+
+    concurrency: int
+
+    def classify(self, texts: list[str]) -> list[dict[str, Any]]: ...
+
+    def info(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+class InProcessModel:
+    """The model on a thread of the serving process (GPU, or `model.processes: 0`)."""
+
+    concurrency = 1
+
+    def __init__(self, cfg: ServingConfig) -> None:
+        from sentiment.engine import ModelEngine
+
+        self.engine = ModelEngine.load(cfg)
+
+    def classify(self, texts: list[str]) -> list[dict[str, Any]]:
+        return self.engine.classify(texts)
+
+    def info(self) -> dict[str, Any]:
+        return {**self.engine.info(), "model_processes": 0}
+
+    def close(self) -> None:
+        pass
+
+
+def load_engine(cfg: ServingConfig) -> Any:
+    """The model process's default loader: the Bento model, as the serving config says."""
+    from sentiment.engine import ModelEngine
+
+    return ModelEngine.load(cfg)
+
+
+def _serve(conn: Connection, cfg_json: str, loader: Callable[[ServingConfig], Any]) -> None:
+    """A model process: load, say ready, then answer batches until told to stop."""
+    cfg = ServingConfig.model_validate_json(cfg_json)
+    try:
+        engine = loader(cfg)
+    except Exception as exc:
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send(("ready", engine.info()))
+    while True:
+        try:
+            texts = conn.recv()
+        except EOFError:
+            return
+        if texts is None:
+            return
+        try:
+            conn.send(("ok", engine.classify(texts)))
+        except Exception as exc:
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+class _Replica:
+    def __init__(
+        self, ctx: Any, cfg_json: str, index: int, loader: Callable[[ServingConfig], Any]
+    ) -> None:
+        self.conn, child = ctx.Pipe()
+        self.loader = loader
+        self.process = ctx.Process(
+            target=_serve,
+            args=(child, cfg_json, loader),
+            name=f"sentiment-model-{index}",
+            daemon=True,
+        )
+        self.process.start()
+        child.close()
+
+    def wait_ready(self, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while not self.conn.poll(0.2):
+            if not self.process.is_alive():
+                raise RuntimeError(f"model process exited with code {self.process.exitcode}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"model process not ready after {timeout:.0f} s")
+        status, payload = self.conn.recv()
+        if status != "ready":
+            raise RuntimeError(f"model process failed to load: {payload}")
+        info: dict[str, Any] = payload
+        return info
+
+    def call(self, texts: list[str]) -> list[dict[str, Any]]:
+        self.conn.send(texts)
+        status, payload = self.conn.recv()
+        if status != "ok":
+            raise RuntimeError(f"model process: {payload}")
+        result: list[dict[str, Any]] = payload
+        return result
+
+    def stop(self) -> None:
+        with contextlib.suppress(BrokenPipeError, OSError):
+            self.conn.send(None)
+        self.process.join(timeout=5)
+        if self.process.is_alive():
+            self.process.kill()
+        self.conn.close()
+
+
+class ProcessPoolModel:
+    """N model processes; `classify` runs on whichever is free (at most `concurrency` calls
+    at once, which is what the batcher allows)."""
+
+    def __init__(
+        self,
+        cfg: ServingConfig,
+        processes: int,
+        loader: Callable[[ServingConfig], Any] = load_engine,
+        start_timeout_s: float = START_TIMEOUT_S,
+    ) -> None:
+        # spawn, not fork: the server process has threads (event loop helpers, monitoring).
+        ctx = multiprocessing.get_context("spawn")
+        self._cfg_json = cfg.model_dump_json()
+        self._ctx = ctx
+        self.concurrency = processes
+        self._free: queue.Queue[_Replica] = queue.Queue()
+        self._lock = threading.Lock()
+        self._loader = loader
+        self._start_timeout_s = start_timeout_s
+        replicas = [_Replica(ctx, self._cfg_json, i, loader) for i in range(processes)]
+        try:
+            infos = [r.wait_ready(start_timeout_s) for r in replicas]
+        except Exception:
+            for replica in replicas:
+                replica.stop()
+            raise
+        self._info = {**infos[0], "model_processes": processes}
+        self._replicas = replicas
+        for replica in replicas:
+            self._free.put(replica)
+
+    def classify(self, texts: list[str]) -> list[dict[str, Any]]:
+        replica = self._free.get()
+        try:
+            return replica.call(texts)
+        except (EOFError, BrokenPipeError, ConnectionResetError) as exc:
+            replica = self._replace(replica, exc)
+            raise RuntimeError("a model process died during a batch; it was restarted") from exc
+        finally:
+            self._free.put(replica)
+
+    def _replace(self, dead: _Replica, exc: BaseException) -> _Replica:
+        logger.error("model process %s died (%r); starting a new one", dead.process.name, exc)
+        with self._lock:
+            index = self._replicas.index(dead)
+            dead.stop()
+            fresh = _Replica(self._ctx, self._cfg_json, index, self._loader)
+            fresh.wait_ready(self._start_timeout_s)
+            self._replicas[index] = fresh
+            return fresh
+
+    def info(self) -> dict[str, Any]:
+        return self._info
+
+    def close(self) -> None:
+        for replica in self._replicas:
+            replica.stop()
+
+
+def start_model(cfg: ServingConfig) -> ModelBackend:
+    """The backend the serving config asks for; model processes only make sense on CPU."""
+    from sentiment.runtime import resolve_device
+
+    if cfg.model.processes > 0 and resolve_device(cfg.model.device).type == "cpu":
+        return ProcessPoolModel(cfg, cfg.model.processes)
+    return InProcessModel(cfg)

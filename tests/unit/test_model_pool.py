@@ -1,0 +1,82 @@
+"""Model processes: real child processes with a fake model, so no weights are needed."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from sentiment.config import ServingConfig, load_serving_config
+from sentiment.model_pool import InProcessModel, ProcessPoolModel, start_model
+
+
+class FakeEngine:
+    """Upper-cases texts and reports its pid; "bad" raises, "crash" kills the process."""
+
+    def classify(self, texts: list[str]) -> list[dict[str, Any]]:
+        if "crash" in texts:
+            os._exit(3)
+        if "bad" in texts:
+            raise ValueError("cannot classify 'bad'")
+        return [{"label": t.upper(), "pid": os.getpid()} for t in texts]
+
+    def info(self) -> dict[str, Any]:
+        return {"tag": "fake:v1"}
+
+
+def fake_loader(cfg: ServingConfig) -> FakeEngine:
+    return FakeEngine()
+
+
+def failing_loader(cfg: ServingConfig) -> FakeEngine:
+    raise FileNotFoundError("no model 'sentiment:latest' in the store")
+
+
+@pytest.fixture
+def pool() -> Any:
+    model = ProcessPoolModel(load_serving_config(env={}), 2, loader=fake_loader)
+    yield model
+    model.close()
+
+
+def test_batches_run_in_child_processes(pool: ProcessPoolModel) -> None:
+    assert pool.concurrency == 2
+    assert pool.info() == {"tag": "fake:v1", "model_processes": 2}
+    result = pool.classify(["a", "b"])
+    assert [r["label"] for r in result] == ["A", "B"]
+    assert result[0]["pid"] != os.getpid()
+    with ThreadPoolExecutor(2) as threads:
+        pids = {r[0]["pid"] for r in threads.map(pool.classify, [["x"]] * 20)}
+    assert pids <= {p.process.pid for p in pool._replicas}
+
+
+def test_a_model_error_fails_the_batch_and_the_process_goes_on(pool: ProcessPoolModel) -> None:
+    with pytest.raises(RuntimeError, match="ValueError: cannot classify 'bad'"):
+        pool.classify(["ok", "bad"])
+    assert pool.classify(["ok"])[0]["label"] == "OK"
+
+
+def test_a_dead_model_process_is_replaced(pool: ProcessPoolModel) -> None:
+    before = {p.process.pid for p in pool._replicas}
+    with pytest.raises(RuntimeError, match="died during a batch"):
+        pool.classify(["crash"])
+    after = {p.process.pid for p in pool._replicas}
+    assert len(after) == 2 and after != before
+    with ThreadPoolExecutor(2) as threads:
+        labels = [r[0]["label"] for r in threads.map(pool.classify, [["y"]] * 4)]
+    assert labels == ["Y"] * 4
+
+
+def test_a_model_that_cannot_load_stops_the_start_with_its_reason() -> None:
+    with pytest.raises(RuntimeError, match="failed to load: FileNotFoundError: no model"):
+        ProcessPoolModel(load_serving_config(env={}), 1, loader=failing_loader)
+
+
+def test_start_model_keeps_the_model_in_process_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    created: list[ServingConfig] = []
+    monkeypatch.setattr(InProcessModel, "__init__", lambda self, cfg: created.append(cfg))
+    cfg = load_serving_config(env={"SENTIMENT_MODEL_PROCESSES": "0"})
+    assert isinstance(start_model(cfg), InProcessModel)
+    assert created == [cfg]
