@@ -109,7 +109,7 @@ class ServingModelSection(_Strict):
     # Sort a batch by length so that padding is spent only inside groups of similar texts.
     sort_by_length: bool = True
     # Texts per forward pass inside one batch (bounds padding and memory).
-    forward_chunk_size: int = Field(16, ge=1)
+    forward_chunk_size: int = Field(8, ge=1)
 
 
 class BatchingSection(_Strict):

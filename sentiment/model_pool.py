@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any, Protocol
 
 from sentiment.config import ServingConfig
@@ -70,10 +71,26 @@ def load_engine(cfg: ServingConfig) -> Any:
     return ModelEngine.load(cfg)
 
 
-def _serve(conn: Connection, cfg_json: str, loader: Callable[[ServingConfig], Any]) -> None:
+def use_model_store(path: str) -> None:
+    """Read Bento models from `path`: inside a Bento (a container) BentoML points the server at
+    the Bento's own model store in memory, which a spawned process does not inherit."""
+    from bentoml._internal.configuration.containers import BentoMLContainer
+    from bentoml._internal.models.model import ModelStore
+
+    BentoMLContainer.model_store.set(ModelStore(path))
+
+
+def _serve(
+    conn: Connection,
+    cfg_json: str,
+    loader: Callable[[ServingConfig], Any],
+    model_store: str | None,
+) -> None:
     """A model process: load, say ready, then answer batches until told to stop."""
     cfg = ServingConfig.model_validate_json(cfg_json)
     try:
+        if model_store is not None:
+            use_model_store(model_store)
         engine = loader(cfg)
     except Exception as exc:
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
@@ -94,13 +111,17 @@ def _serve(conn: Connection, cfg_json: str, loader: Callable[[ServingConfig], An
 
 class _Replica:
     def __init__(
-        self, ctx: Any, cfg_json: str, index: int, loader: Callable[[ServingConfig], Any]
+        self,
+        ctx: Any,
+        cfg_json: str,
+        index: int,
+        loader: Callable[[ServingConfig], Any],
+        model_store: str | None,
     ) -> None:
         self.conn, child = ctx.Pipe()
-        self.loader = loader
         self.process = ctx.Process(
             target=_serve,
-            args=(child, cfg_json, loader),
+            args=(child, cfg_json, loader, model_store),
             name=f"sentiment-model-{index}",
             daemon=True,
         )
@@ -147,6 +168,7 @@ class ProcessPoolModel:
         processes: int,
         loader: Callable[[ServingConfig], Any] = load_engine,
         start_timeout_s: float = START_TIMEOUT_S,
+        model_store: str | None = None,
     ) -> None:
         # spawn, not fork: the server process has threads (event loop helpers, monitoring).
         ctx = multiprocessing.get_context("spawn")
@@ -157,7 +179,8 @@ class ProcessPoolModel:
         self._lock = threading.Lock()
         self._loader = loader
         self._start_timeout_s = start_timeout_s
-        replicas = [_Replica(ctx, self._cfg_json, i, loader) for i in range(processes)]
+        self._model_store = model_store
+        replicas = [self._replica(i) for i in range(processes)]
         try:
             infos = [r.wait_ready(start_timeout_s) for r in replicas]
         except Exception:
@@ -184,10 +207,13 @@ class ProcessPoolModel:
         with self._lock:
             index = self._replicas.index(dead)
             dead.stop()
-            fresh = _Replica(self._ctx, self._cfg_json, index, self._loader)
+            fresh = self._replica(index)
             fresh.wait_ready(self._start_timeout_s)
             self._replicas[index] = fresh
             return fresh
+
+    def _replica(self, index: int) -> _Replica:
+        return _Replica(self._ctx, self._cfg_json, index, self._loader, self._model_store)
 
     def info(self) -> dict[str, Any]:
         return self._info
@@ -202,5 +228,15 @@ def start_model(cfg: ServingConfig) -> ModelBackend:
     from sentiment.runtime import resolve_device
 
     if cfg.model.processes > 0 and resolve_device(cfg.model.device).type == "cpu":
-        return ProcessPoolModel(cfg, cfg.model.processes)
+        from sentiment.engine import get_bento_model
+
+        # Resolved here, once: every model process loads the same version ("latest" could
+        # move between starts) from the store this server reads.
+        bento_model = get_bento_model(cfg.model.tag)
+        pinned = cfg.model.model_copy(update={"tag": str(bento_model.tag)})
+        return ProcessPoolModel(
+            cfg.model_copy(update={"model": pinned}),
+            cfg.model.processes,
+            model_store=str(Path(bento_model.path).parent.parent),
+        )
     return InProcessModel(cfg)
