@@ -58,8 +58,7 @@ class UnbatchedPlatformModel:
         cfg = load_serving_config()
         # Torch's default threads (every core), whatever the platform's per-worker setting:
         # this baseline is one process and must not be handicapped.
-        model = cfg.model.model_copy(update={"num_threads": 0})
-        self.engine = ModelEngine.load(cfg.model_copy(update={"model": model}))
+        self.engine = ModelEngine.load(cfg.with_model(num_threads=0))
 
     def predict_one(self, text: str) -> dict[str, Any]:
         return self.engine.classify([text], with_embeddings=False)[0]

@@ -22,6 +22,7 @@ from loadtests.http_load import run_load
 from loadtests.servers import ServerProcess, free_port
 from sentiment.config import load_serving_config
 from sentiment.data import read_tsv, resolve_sst2_dir
+from sentiment.metrics import classification_metrics
 
 # (clients, texts per request)
 LOADS: list[tuple[int, int]] = [(1, 1), (8, 1), (32, 1), (64, 1), (32, 16)]
@@ -47,9 +48,7 @@ def measure_ceiling(texts: list[str], labels: list[int]) -> dict[str, Any]:
 
     served = load_serving_config()
     # One process on every core: torch's default threads, not the per-copy setting.
-    cfg = served.model_copy(
-        update={"model": served.model.model_copy(update={"num_threads": 0, "processes": 0})}
-    )
+    cfg = served.with_model(num_threads=0, processes=0)
     engine = ModelEngine.load(cfg)
     runtime = engine.runtime
     for _ in range(3):
@@ -82,10 +81,7 @@ def measure_ceiling(texts: list[str], labels: list[int]) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
     }
     if runtime.quantized:
-        full = ModelEngine(
-            cfg.model_copy(update={"model": cfg.model.model_copy(update={"quantize": False})}),
-            engine.bento_model,
-        )
+        full = ModelEngine(cfg.with_model(quantize=False), engine.bento_model)
         result["accuracy_fp32"] = served_accuracy(full.runtime, texts, labels)
         started = time.perf_counter()
         for i in range(0, 256, 32):
@@ -107,13 +103,11 @@ def served_accuracy(
     for seed in range(batchings):
         order = list(range(len(texts)))
         random.Random(seed).shuffle(order)
-        correct = 0
+        preds = []
         for start in range(0, len(order), size):
-            part = order[start : start + size]
-            preds = runtime.predict([texts[i] for i in part])
-            hits = zip(preds, part, strict=True)
-            correct += sum((p.label == "positive") == (labels[i] == 1) for p, i in hits)
-        runs.append(correct / len(order))
+            batch = runtime.predict([texts[i] for i in order[start : start + size]])
+            preds += [1 if p.label == "positive" else 0 for p in batch]
+        runs.append(classification_metrics([labels[i] for i in order], preds)["accuracy"])
     return {
         "mean": round(statistics.mean(runs), 4),
         "min": round(min(runs), 4),

@@ -137,6 +137,10 @@ class ServingConfig(_Strict):
     batching: BatchingSection = BatchingSection()
     api: ApiSection = ApiSection()
 
+    def with_model(self, **changes: Any) -> ServingConfig:
+        """A copy with some `model` settings changed (benchmarks, baselines, model processes)."""
+        return self.model_copy(update={"model": self.model.model_copy(update=changes)})
+
 
 SERVING_ENV: dict[str, tuple[str, ...]] = {
     "SENTIMENT_MODEL_TAG": ("model", "tag"),

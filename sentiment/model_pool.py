@@ -233,9 +233,8 @@ def start_model(cfg: ServingConfig) -> ModelBackend:
         # Resolved here, once: every model process loads the same version ("latest" could
         # move between starts) from the store this server reads.
         bento_model = get_bento_model(cfg.model.tag)
-        pinned = cfg.model.model_copy(update={"tag": str(bento_model.tag)})
         return ProcessPoolModel(
-            cfg.model_copy(update={"model": pinned}),
+            cfg.with_model(tag=str(bento_model.tag)),
             cfg.model.processes,
             model_store=str(Path(bento_model.path).parent.parent),
         )

@@ -87,3 +87,12 @@ def test_bad_value_names_the_field(tmp_path: Path) -> None:
 def test_missing_file() -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(ServingConfig, "nope.yaml", SERVING_ENV, env={})
+
+
+def test_with_model_changes_only_the_model_settings_named() -> None:
+    cfg = load_serving_config(env={})
+    changed = cfg.with_model(num_threads=0, processes=0)
+    assert (changed.model.num_threads, changed.model.processes) == (0, 0)
+    assert changed.model.quantize == cfg.model.quantize
+    assert changed.batching == cfg.batching and changed.api == cfg.api
+    assert (cfg.model.num_threads, cfg.model.processes) == (1, 2)
