@@ -93,7 +93,7 @@ class SentimentAPI:
         self.model.close()
 
     def model_loaded(self) -> bool:
-        return self.model is not None
+        return self.model.alive()
 
     async def model_info(self) -> dict[str, Any]:
         return self.info

@@ -41,6 +41,8 @@ class ModelBackend(Protocol):
 
     def info(self) -> dict[str, Any]: ...
 
+    def alive(self) -> bool: ...
+
     def close(self) -> None: ...
 
 
@@ -59,6 +61,9 @@ class InProcessModel:
 
     def info(self) -> dict[str, Any]:
         return {**self.engine.info(), "model_processes": 0}
+
+    def alive(self) -> bool:
+        return True
 
     def close(self) -> None:
         pass
@@ -217,6 +222,10 @@ class ProcessPoolModel:
 
     def info(self) -> dict[str, Any]:
         return self._info
+
+    def alive(self) -> bool:
+        """Every model process is running (a dead one is replaced on its next batch)."""
+        return all(replica.process.is_alive() for replica in self._replicas)
 
     def close(self) -> None:
         for replica in self._replicas:

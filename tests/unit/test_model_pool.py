@@ -69,6 +69,14 @@ def test_a_dead_model_process_is_replaced(pool: ProcessPoolModel) -> None:
     assert labels == ["Y"] * 4
 
 
+def test_alive_turns_false_when_a_model_process_is_gone(pool: ProcessPoolModel) -> None:
+    assert pool.alive()
+    victim = pool._replicas[0].process
+    victim.kill()
+    victim.join(timeout=5)
+    assert not pool.alive()
+
+
 def test_a_model_that_cannot_load_stops_the_start_with_its_reason() -> None:
     with pytest.raises(RuntimeError, match="failed to load: FileNotFoundError: no model"):
         ProcessPoolModel(load_serving_config(env={}), 1, loader=failing_loader)
