@@ -12,6 +12,7 @@ import torch
 
 from sentiment.config import ServingModelSection
 from sentiment.data import LABEL_NAMES
+from sentiment.int8 import quantize_int8
 
 # Inside a Bento model made by bentoml.mlflow.import_model from a transformers pipeline.
 BENTO_WEIGHTS_SUBDIR = "mlflow_model/model"
@@ -59,34 +60,6 @@ def serving_options(model_cfg: ServingModelSection) -> dict[str, Any]:
         "sort_by_length": model_cfg.sort_by_length,
         "chunk_size": model_cfg.forward_chunk_size,
     }
-
-
-def int8_layer_names(model: torch.nn.Module) -> list[str]:
-    """The Linear layers worth quantising: all but the two projections back into the residual
-    stream of each block (`attention.output.dense`, `output.dense`).
-
-    Dynamic int8 gives a whole batch one activation scale per layer, so a prediction depends
-    on which texts share its batch. Over six random batchings of SST-2 validation into
-    requests of 32 (quick model, README "Performance"), quantising every Linear layer gave
-    accuracy 0.8188-0.8280 (fp32: 0.8245), up to 0.57 points lower; without those two
-    projections, whose inputs have the widest ranges, 0.8200-0.8303, mean 0.8245.
-    """
-    return [
-        name
-        for name, module in model.named_modules()
-        if isinstance(module, torch.nn.Linear) and not name.endswith("output.dense")
-    ]
-
-
-def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
-    """Dynamic int8 for int8_layer_names, with one weight scale per output channel (one per
-    tensor cost up to 0.9 accuracy points)."""
-    qconfig = torch.ao.quantization.per_channel_dynamic_qconfig
-    spec = {name: qconfig for name in int8_layer_names(model)}
-    quantized: torch.nn.Module = torch.ao.quantization.quantize_dynamic(
-        model, spec, dtype=torch.qint8
-    )
-    return quantized
 
 
 def resolve_device(requested: str) -> torch.device:
