@@ -1,9 +1,11 @@
 """Adaptive batching inside the serving process.
 
-Requests wait in one queue; whenever a model replica is free, everything queued (up to
-`max_batch_size` texts) becomes one batch for it, and each request gets its slice of the results.
-The batch size follows the load by itself: a lone request runs at once, and under load every
-request that arrives while a batch runs joins the next one. Nothing waits for a timer.
+Requests wait in one queue; a free model replica takes its fair share of the work in the
+system (queued texts plus those the busy replicas run, split evenly over the replicas, at most
+`max_batch_size`), and each request gets its slice of the results. The batch size follows the
+load by itself: a lone request runs at once, and under load the requests that arrive while
+batches run join the next ones. Nothing waits for a timer: a replica holds back only while
+fewer texts are queued than its share, and at the latest until another replica finishes.
 
 Why not BentoML's `batchable=True` API: it takes exactly one argument, so `/predict`'s contract
 would need a second service in front of it, and that hop (HTTP, JSON and a second process on the
@@ -64,6 +66,23 @@ def take_batch(sizes: Sequence[int], max_texts: int) -> int:
     return len(sizes)
 
 
+def fair_share(queued: int, busy: Sequence[int], replicas: int, max_texts: int) -> int:
+    """How many texts a free replica should take now; 0 means wait (the caller asks again
+    whenever a request arrives or a replica finishes).
+
+    `busy` holds the batch sizes the other replicas are running. A free replica takes an even
+    share of queued + running texts, and waits while the queue holds less than that share: two
+    1-thread replicas fed "everything queued" settled at 32 concurrent clients into one replica
+    running batches of about 30 while the other ran 1-2 texts at a time, several times dearer
+    per text (README, "Performance"). With every replica free the share never exceeds the
+    queue, so a lone request starts at once.
+    """
+    if queued <= 0 or len(busy) >= replicas:
+        return 0
+    share = min(-(-(queued + sum(busy)) // replicas), max_texts)
+    return share if queued >= share else 0
+
+
 def estimated_wait_s(queued_texts: int, seconds_per_text: float | None) -> float:
     """Seconds until a request queued now would start, from the recent cost per text."""
     return 0.0 if seconds_per_text is None else queued_texts * seconds_per_text
@@ -98,7 +117,8 @@ class AdaptiveBatcher(Generic[R]):
         self._queue: deque[_Pending[R]] = deque()
         self._queued_texts = 0
         self._wakeup: asyncio.Event | None = None
-        self._slots: asyncio.Semaphore | None = None
+        # Texts in each running batch, by batch.
+        self._busy: dict[int, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self.seconds_per_text: float | None = None
@@ -128,46 +148,48 @@ class AdaptiveBatcher(Generic[R]):
     def _start(self) -> None:
         if self._task is None:
             self._wakeup = asyncio.Event()
-            self._slots = asyncio.Semaphore(self.concurrency)
             self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="model")
             self._task = asyncio.get_running_loop().create_task(self._run(), name="batcher")
 
     async def _run(self) -> None:
-        assert self._wakeup is not None and self._slots is not None
+        assert self._wakeup is not None
         running: set[asyncio.Task[None]] = set()
+        next_id = 0
         try:
             while True:
-                await self._slots.acquire()
-                while not self._queue:
+                share = fair_share(
+                    self._queued_texts,
+                    list(self._busy.values()),
+                    self.concurrency,
+                    self.max_batch_size,
+                )
+                if share == 0:
                     self._wakeup.clear()
                     await self._wakeup.wait()
-                task = asyncio.create_task(self._run_one(self._pop_batch()))
+                    continue
+                batch = self._pop_batch(share)
+                next_id += 1
+                self._busy[next_id] = sum(len(p.texts) for p in batch)
+                task = asyncio.create_task(self._run_one(next_id, batch))
                 running.add(task)
                 task.add_done_callback(running.discard)
         finally:
             for task in running:
                 task.cancel()
 
-    def _release_slot(self) -> None:
-        if self._slots is not None:
-            self._slots.release()
-
-    def _pop_batch(self) -> list[_Pending[R]]:
-        count = take_batch([len(p.texts) for p in self._queue], self.max_batch_size)
+    def _pop_batch(self, max_texts: int) -> list[_Pending[R]]:
+        count = take_batch([len(p.texts) for p in self._queue], max_texts)
         batch = [self._queue.popleft() for _ in range(count)]
         self._queued_texts -= sum(len(p.texts) for p in batch)
         # A caller that went away (client disconnected, timeout) costs no compute.
         return [p for p in batch if not p.future.done()]
 
-    async def _run_one(self, batch: list[_Pending[R]]) -> None:
-        """Run one batch on a slot taken by _run, and give the slot back."""
-        released = False
+    async def _run_one(self, batch_id: int, batch: list[_Pending[R]]) -> None:
+        """Run one batch started by _run, then free its replica."""
 
         def release() -> None:
-            nonlocal released
-            if not released:
-                released = True
-                self._release_slot()
+            if self._busy.pop(batch_id, None) is not None and self._wakeup is not None:
+                self._wakeup.set()
 
         try:
             await self._compute(batch, release)

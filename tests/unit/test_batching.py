@@ -12,6 +12,7 @@ from sentiment.batching import (
     BatchRecord,
     Overloaded,
     estimated_wait_s,
+    fair_share,
     take_batch,
 )
 
@@ -30,6 +31,28 @@ from sentiment.batching import (
 )
 def test_take_batch(sizes: list[int], max_texts: int, expected: int) -> None:
     assert take_batch(sizes, max_texts) == expected
+
+
+@pytest.mark.parametrize(
+    ("queued", "busy", "replicas", "max_texts", "expected"),
+    [
+        (1, [], 2, 64, 1),  # a lone request starts at once
+        (0, [], 2, 64, 0),  # nothing to do
+        (30, [], 2, 64, 15),  # two free replicas split a burst
+        (15, [15], 2, 64, 15),  # the second takes the rest
+        (2, [28], 2, 64, 0),  # too little to balance the busy replica: wait for it
+        (5, [1], 2, 64, 3),  # ceil((5 + 1) / 2)
+        (3, [1, 1], 2, 64, 0),  # no free replica
+        (200, [64], 2, 64, 64),  # never more than max_texts
+        (7, [], 1, 64, 7),  # one replica: everything queued, as before
+        (12, [30], 3, 64, 0),  # three replicas: share ceil(42 / 3) = 14 > 12
+        (15, [30], 3, 64, 15),
+    ],
+)
+def test_fair_share(
+    queued: int, busy: list[int], replicas: int, max_texts: int, expected: int
+) -> None:
+    assert fair_share(queued, busy, replicas, max_texts) == expected
 
 
 def test_estimated_wait() -> None:
@@ -211,6 +234,31 @@ def test_concurrency_runs_that_many_batches_at_once() -> None:
 
     assert asyncio.run(scenario()) == [["first"], ["second"]]
     assert sorted(calls) == [["first"], ["second"]]
+
+
+def test_a_free_replica_waits_for_its_share_until_the_busy_one_finishes() -> None:
+    release = threading.Event()
+    calls: list[list[str]] = []
+
+    def model(texts: list[str]) -> list[str]:
+        calls.append(list(texts))
+        if texts[0] == "big0":
+            release.wait(timeout=10)
+        return texts
+
+    async def scenario() -> None:
+        batcher = AdaptiveBatcher(model, max_batch_size=64, max_latency_ms=60_000, concurrency=2)
+        big = asyncio.create_task(batcher.submit([f"big{i}" for i in range(6)]))
+        await _settle()
+        small = [asyncio.create_task(batcher.submit([f"s{i}"])) for i in range(2)]
+        await _settle()
+        assert len(calls) == 1  # 2 queued < ceil((2 + 6) / 2): the second replica waits
+        release.set()
+        await asyncio.gather(big, *small)
+        await batcher.aclose()
+
+    asyncio.run(scenario())
+    assert calls[1:] == [["s0"], ["s1"]]  # then both replicas are free: one text each
 
 
 def test_the_wait_estimate_counts_every_replica() -> None:
