@@ -26,6 +26,7 @@ from sentiment.api import (
     PredictResponse,
     health_payload,
     predict_response,
+    service_options,
 )
 from sentiment.batching import AdaptiveBatcher, Overloaded
 from sentiment.config import load_serving_config
@@ -63,9 +64,8 @@ routes = Starlette(
 @bentoml.asgi_app(routes, path="/")
 @bentoml.service(
     name="sentiment_api",
-    workers=CONFIG.api.workers,
-    traffic={"timeout": CONFIG.api.timeout_s, "max_concurrency": CONFIG.api.max_concurrency},
     monitoring=SERVICE_MONITORING,
+    **service_options(CONFIG),
 )
 class SentimentAPI:
     @bentoml.on_deployment

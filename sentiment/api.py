@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from sentiment.config import ServingConfig
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -23,6 +25,18 @@ class RequestError(ValueError):
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
+
+
+def service_options(cfg: ServingConfig) -> dict[str, Any]:
+    """The `@bentoml.service` settings that the serving config decides."""
+    api = cfg.api
+    return {
+        "workers": api.workers,
+        "traffic": {"timeout": api.timeout_s, "max_concurrency": api.max_concurrency},
+        "logging": {"access": {"enabled": api.access_log}},
+        # Excluded URLs get no span at all; "" excludes nothing.
+        "tracing": {"excluded_urls": "" if api.trace_predict else "/predict"},
+    }
 
 
 @dataclass(frozen=True)

@@ -130,6 +130,10 @@ class ApiSection(_Strict):
     workers: int = Field(1, ge=1)
     timeout_s: float = Field(60.0, gt=0)
     port: int = Field(3000, ge=1, le=65535)
+    # One log line per request from BentoML; /metrics counts requests by route and status.
+    access_log: bool = False
+    # OpenTelemetry spans for /predict (BentoML's tracing settings choose the exporter).
+    trace_predict: bool = False
 
 
 class ServingConfig(_Strict):
@@ -153,6 +157,8 @@ SERVING_ENV: dict[str, tuple[str, ...]] = {
     "SENTIMENT_MAX_TEXTS": ("api", "max_texts_per_request"),
     "SENTIMENT_MAX_CONCURRENCY": ("api", "max_concurrency"),
     "SENTIMENT_WORKERS": ("api", "workers"),
+    "SENTIMENT_ACCESS_LOG": ("api", "access_log"),
+    "SENTIMENT_TRACE_PREDICT": ("api", "trace_predict"),
     "PORT": ("api", "port"),
 }
 

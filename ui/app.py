@@ -498,7 +498,20 @@ def service_ui(serving_max_batch_size: int | None = None, cfg: UIConfig | None =
     if serving_max_batch_size is not None and cfg.batch.batch_size > serving_max_batch_size:
         # One UI batch should fit in one model call of the service's batcher.
         cfg.batch.batch_size = serving_max_batch_size
-    return prepare_for_mount(build_ui(ServiceBackend(), cfg))
+    return slow_idle_polling(prepare_for_mount(build_ui(ServiceBackend(), cfg)), cfg.queue_poll_s)
+
+
+def slow_idle_polling(blocks: gr.Blocks, poll_s: float) -> gr.Blocks:
+    """Make Gradio's event queue look for work every `poll_s` seconds instead of every 1 ms
+    (and its progress loop at most every 0.1 s): inside the API server those wake-ups took CPU
+    from /predict. Events then start up to `poll_s` later, unnoticeable on a page."""
+    queue = blocks._queue
+    for name in ("sleep_when_free", "progress_update_sleep_when_free"):
+        if not isinstance(getattr(queue, name, None), float):
+            raise RuntimeError(f"gradio's Queue has no float {name!r}: check slow_idle_polling")
+    queue.sleep_when_free = poll_s
+    queue.progress_update_sleep_when_free = max(poll_s, 0.1)
+    return blocks
 
 
 def mount_ui(serving_max_batch_size: int | None = None) -> Callable[[Any], Any]:

@@ -70,6 +70,20 @@ def test_serving_overrides() -> None:
     assert load_serving_config(env={}).model.quantize is True
 
 
+def test_service_options_follow_the_serving_config() -> None:
+    from sentiment.api import service_options
+
+    quiet = service_options(load_serving_config(env={}))
+    assert quiet["logging"] == {"access": {"enabled": False}}
+    assert quiet["tracing"] == {"excluded_urls": "/predict"}
+    assert quiet["workers"] == 1
+    assert quiet["traffic"] == {"timeout": 60.0, "max_concurrency": 64}
+    env = {"SENTIMENT_ACCESS_LOG": "true", "SENTIMENT_TRACE_PREDICT": "true"}
+    loud = service_options(load_serving_config(env=env))
+    assert loud["logging"] == {"access": {"enabled": True}}
+    assert loud["tracing"] == {"excluded_urls": ""}
+
+
 def test_unknown_key_is_a_one_line_error(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("training: {epochz: 3}\n")

@@ -12,7 +12,14 @@ import pandas as pd
 import pytest
 
 from sentiment.config import ConfigError
-from ui.app import UIHandlers, analyzed_name, build_ui, prepare_for_mount, prune_downloads
+from ui.app import (
+    UIHandlers,
+    analyzed_name,
+    build_ui,
+    prepare_for_mount,
+    prune_downloads,
+    slow_idle_polling,
+)
 from ui.config import UIConfig, load_ui_config
 
 
@@ -301,6 +308,13 @@ def test_mounted_page_answers_200_with_three_tabs() -> None:
         page = client.get("/")
         assert page.status_code == 200
         assert "ui-alert" in client.get("/config").json()["css"]
+
+
+def test_the_event_queue_polls_at_the_configured_interval() -> None:
+    blocks = slow_idle_polling(build_ui(FakeBackend(), config()), 0.02)
+    assert blocks._queue.sleep_when_free == 0.02
+    assert blocks._queue.progress_update_sleep_when_free == 0.1
+    assert load_ui_config(env={}).queue_poll_s == 0.02
 
 
 def test_escaping_in_views() -> None:
