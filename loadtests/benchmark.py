@@ -180,20 +180,41 @@ def batch_rates(
     return rates
 
 
-def run_loads(url: str, texts: list[str], settings: Settings, label: str) -> list[dict[str, Any]]:
-    rows = []
+def run_loads(
+    url: str,
+    texts: list[str],
+    settings: Settings,
+    label: str,
+    ceiling_window: Callable[[], float] | None = None,
+) -> list[dict[str, Any]]:
+    """Each load of LOADS against `url`; with `ceiling_window`, a ceiling window before the
+    first load and after every load, so each load is bracketed by the two ceiling windows
+    nearest in time (`ceiling_bracket`)."""
+    rows: list[dict[str, Any]] = []
+    before = ceiling_window() if ceiling_window is not None else None
     for clients, per_request in LOADS:
-        result = run_load(
+        result: dict[str, Any] = run_load(
             url, texts, clients, per_request, settings.duration_s, settings.warmup_s
         ).summary()
+        bracket = ""
+        if ceiling_window is not None:
+            after = ceiling_window()
+            result["ceiling_bracket"] = [before, after]
+            bracket = f"  ceiling before/after={before}/{after}"
+            before = after
         print(
             f"  {label:<10} clients={clients:<3} texts/request={per_request:<3} "
             f"{result['texts_per_s']:>8} texts/s  p50={result['p50_ms']} ms  "
-            f"statuses={result['statuses']} errors={result['errors']}",
+            f"statuses={result['statuses']} errors={result['errors']}{bracket}",
             flush=True,
         )
         rows.append(result)
     return rows
+
+
+def vs_ceiling(row: dict[str, Any]) -> float:
+    """A platform load's texts/s over the mean of the ceiling windows just before and after."""
+    return ratio(row["texts_per_s"], statistics.mean(row["ceiling_bracket"]))
 
 
 def find(rows: list[dict[str, Any]], clients: int, per_request: int) -> dict[str, Any]:
@@ -242,15 +263,21 @@ def main(argv: list[str] | None = None) -> int:
         report["ceiling"] = sweep = ceiling.sweep(texts, data.labels)
         print(f"  {sweep}", flush=True)
         layout, batch = sweep["layout"], int(sweep["best_batch"])
-        windows = [ceiling.sustained(layout, batch, texts, settings.duration_s)]
-        print(f"  sustained before the platform: {windows[0]} texts/s", flush=True)
+        windows: list[float] = []
 
-        print("platform: bentoml serve, default settings", flush=True)
+        def window() -> float:
+            # The server idles meanwhile (no requests), as the copies idle during its loads.
+            windows.append(ceiling.sustained(layout, batch, texts, settings.duration_s))
+            return windows[-1]
+
+        print("platform: bentoml serve, default settings; ceiling windows between", flush=True)
         server = ServerProcess.bentoml(env, logs / "platform.log")
         try:
             server.wait_ready()
             run_load(f"{server.url}/predict", texts, 8, 1, 3.0, 0.0)
-            report["platform"] = run_loads(f"{server.url}/predict", texts, settings, "platform")
+            report["platform"] = run_loads(
+                f"{server.url}/predict", texts, settings, "platform", window
+            )
             overload = run_load(
                 f"{server.url}/predict",
                 texts,
@@ -263,13 +290,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  overload   clients={settings.overload_clients}: {overload}", flush=True)
         finally:
             server.stop()
-
-        windows.append(ceiling.sustained(layout, batch, texts, settings.duration_s))
-        print(f"  ceiling sustained after the platform: {windows[1]} texts/s", flush=True)
     finally:
         ceiling.close()
-    # The machine's speed drifts over minutes: the windows before and after the platform's
-    # loads bracket them.
+    # This machine's speed drifts over minutes, so each platform load is compared with the
+    # ceiling windows just before and after it; this is the mean of every window.
     sweep["sustained_texts_per_s"] = windows
     sweep["texts_per_s"] = round(statistics.mean(windows), 2)
 
@@ -289,14 +313,13 @@ def main(argv: list[str] | None = None) -> int:
             proc.stop()
 
     platform32 = find(report["platform"], 32, 1)["texts_per_s"]
-    ceiling = report["ceiling"]["texts_per_s"]
     report["ratios"] = {
         "vs_seed_architecture": ratio(platform32, find(report["baseline_a"], 32, 1)["texts_per_s"])
         if "baseline_a" in report
         else None,
         "vs_unbatched": ratio(platform32, find(report["baseline_b"], 32, 1)["texts_per_s"]),
-        "single_text_vs_ceiling": ratio(platform32, ceiling),
-        "multi_text_vs_ceiling": ratio(find(report["platform"], 32, 16)["texts_per_s"], ceiling),
+        "single_text_vs_ceiling": vs_ceiling(find(report["platform"], 32, 1)),
+        "multi_text_vs_ceiling": vs_ceiling(find(report["platform"], 32, 16)),
     }
     report["p50_one_client_ms"] = find(report["platform"], 1, 1)["p50_ms"]
     report["single_forward_ms"] = report["ceiling"]["single_forward_ms"]

@@ -26,3 +26,9 @@ def test_sustained_rate_counts_every_text_and_walks_the_sentences_in_turn() -> N
     starts = sorted(c[0] for c in calls[:2])
     assert starts == ["t0", "t3"]  # the second thread starts one batch further on
     assert ["t6", "t7", "t8"] in calls or ["t9", "t0", "t1"] in calls  # and they wrap around
+
+
+def test_a_load_is_compared_with_the_mean_of_its_two_ceiling_windows() -> None:
+    from loadtests.benchmark import vs_ceiling
+
+    assert vs_ceiling({"texts_per_s": 140.0, "ceiling_bracket": [190.0, 210.0]}) == 0.7
