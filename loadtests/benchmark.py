@@ -68,6 +68,7 @@ class Ceiling:
     def close(self) -> None:
         if self.pool is not None:
             self.pool.close()
+            self.pool = None
 
     def sweep(self, texts: list[str], labels: list[int]) -> dict[str, Any]:
         """Texts/s per layout and batch size, the single-text forward time, and accuracy of
@@ -186,13 +187,20 @@ def run_loads(
     settings: Settings,
     label: str,
     ceiling_window: Callable[[], float] | None = None,
+    platform_window: Callable[[int, int], float] | None = None,
 ) -> list[dict[str, Any]]:
-    """Each load of LOADS against `url`; with `ceiling_window`, a ceiling window before the
-    first load and after every load, so each load is bracketed by the two ceiling windows
-    nearest in time (`ceiling_bracket`)."""
+    """Each load of LOADS against `url`, compared side by side with what it is divided by.
+
+    `ceiling_window`: a ceiling window before the first load and after every load, so each
+    load is bracketed by the two ceiling windows nearest in time (`ceiling_bracket`).
+    `platform_window`: the platform under a baseline's 32 single-text load, right before and
+    right after it (`platform_bracket`).
+    """
     rows: list[dict[str, Any]] = []
     before = ceiling_window() if ceiling_window is not None else None
     for clients, per_request in LOADS:
+        pair = platform_window if (clients, per_request) == (32, 1) else None
+        platform_before = pair(clients, per_request) if pair is not None else None
         result: dict[str, Any] = run_load(
             url, texts, clients, per_request, settings.duration_s, settings.warmup_s
         ).summary()
@@ -202,6 +210,9 @@ def run_loads(
             result["ceiling_bracket"] = [before, after]
             bracket = f"  ceiling before/after={before}/{after}"
             before = after
+        if pair is not None:
+            result["platform_bracket"] = [platform_before, pair(clients, per_request)]
+            bracket = f"  platform before/after={'/'.join(map(str, result['platform_bracket']))}"
         print(
             f"  {label:<10} clients={clients:<3} texts/request={per_request:<3} "
             f"{result['texts_per_s']:>8} texts/s  p50={result['p50_ms']} ms  "
@@ -215,6 +226,11 @@ def run_loads(
 def vs_ceiling(row: dict[str, Any]) -> float:
     """A platform load's texts/s over the mean of the ceiling windows just before and after."""
     return ratio(row["texts_per_s"], statistics.mean(row["ceiling_bracket"]))
+
+
+def platform_vs(row: dict[str, Any]) -> float:
+    """The mean of the platform windows just before and after a baseline's load, over it."""
+    return ratio(statistics.mean(row["platform_bracket"]), row["texts_per_s"])
 
 
 def find(rows: list[dict[str, Any]], clients: int, per_request: int) -> dict[str, Any]:
@@ -259,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print("ceiling: the served batch function in-process", flush=True)
     ceiling = Ceiling()
+    server: ServerProcess | None = None
     try:
         report["ceiling"] = sweep = ceiling.sweep(texts, data.labels)
         print(f"  {sweep}", flush=True)
@@ -272,52 +289,53 @@ def main(argv: list[str] | None = None) -> int:
 
         print("platform: bentoml serve, default settings; ceiling windows between", flush=True)
         server = ServerProcess.bentoml(env, logs / "platform.log")
-        try:
-            server.wait_ready()
-            run_load(f"{server.url}/predict", texts, 8, 1, 3.0, 0.0)
-            report["platform"] = run_loads(
-                f"{server.url}/predict", texts, settings, "platform", window
-            )
-            overload = run_load(
-                f"{server.url}/predict",
-                texts,
-                settings.overload_clients,
-                1,
-                settings.duration_s,
-                2.0,
-            ).summary()
-            report["overload"] = overload
-            print(f"  overload   clients={settings.overload_clients}: {overload}", flush=True)
-        finally:
-            server.stop()
+        server.wait_ready()
+        url = f"{server.url}/predict"
+        run_load(url, texts, 8, 1, 3.0, 0.0)
+        report["platform"] = run_loads(url, texts, settings, "platform", window)
+        ceiling.close()
+        # This machine's speed drifts over minutes, so each platform load is compared with the
+        # ceiling windows just before and after it; this is the mean of every window.
+        sweep["sustained_texts_per_s"] = windows
+        sweep["texts_per_s"] = round(statistics.mean(windows), 2)
+
+        def platform_window(clients: int, per_request: int) -> float:
+            # The baseline idles meanwhile, as the platform idles during the baseline's loads.
+            result = run_load(url, texts, clients, per_request, settings.duration_s, 2.0)
+            return float(result.summary()["texts_per_s"])  # type: ignore[arg-type]
+
+        overload = run_load(
+            url, texts, settings.overload_clients, 1, settings.duration_s, 2.0
+        ).summary()
+        report["overload"] = overload
+        print(f"  overload   clients={settings.overload_clients}: {overload}", flush=True)
+
+        baselines = [("unbatched", "baseline_b")]
+        if not args.skip_seed:
+            baselines.insert(0, ("seed", "baseline_a"))
+        for kind, key in baselines:
+            print(f"{key}: uvicorn, one forward per text ({kind})", flush=True)
+            port = free_port()
+            argv = [sys.executable, "-m", "uvicorn", "--factory", "loadtests.baselines:build_app"]
+            argv += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+            proc = ServerProcess(argv, {**env, "BASELINE": kind}, logs / f"{kind}.log", port)
+            try:
+                proc.wait_ready()
+                report[key] = run_loads(
+                    f"{proc.url}/predict", texts, settings, key, platform_window=platform_window
+                )
+            finally:
+                proc.stop()
     finally:
         ceiling.close()
-    # This machine's speed drifts over minutes, so each platform load is compared with the
-    # ceiling windows just before and after it; this is the mean of every window.
-    sweep["sustained_texts_per_s"] = windows
-    sweep["texts_per_s"] = round(statistics.mean(windows), 2)
+        if server is not None:
+            server.stop()
 
-    baselines = [("unbatched", "baseline_b")]
-    if not args.skip_seed:
-        baselines.insert(0, ("seed", "baseline_a"))
-    for kind, key in baselines:
-        print(f"{key}: uvicorn, one forward per text ({kind})", flush=True)
-        port = free_port()
-        argv = [sys.executable, "-m", "uvicorn", "--factory", "loadtests.baselines:build_app"]
-        argv += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-        proc = ServerProcess(argv, {**env, "BASELINE": kind}, logs / f"{kind}.log", port)
-        try:
-            proc.wait_ready()
-            report[key] = run_loads(f"{proc.url}/predict", texts, settings, key)
-        finally:
-            proc.stop()
-
-    platform32 = find(report["platform"], 32, 1)["texts_per_s"]
     report["ratios"] = {
-        "vs_seed_architecture": ratio(platform32, find(report["baseline_a"], 32, 1)["texts_per_s"])
+        "vs_seed_architecture": platform_vs(find(report["baseline_a"], 32, 1))
         if "baseline_a" in report
         else None,
-        "vs_unbatched": ratio(platform32, find(report["baseline_b"], 32, 1)["texts_per_s"]),
+        "vs_unbatched": platform_vs(find(report["baseline_b"], 32, 1)),
         "single_text_vs_ceiling": vs_ceiling(find(report["platform"], 32, 1)),
         "multi_text_vs_ceiling": vs_ceiling(find(report["platform"], 32, 16)),
     }

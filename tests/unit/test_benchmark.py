@@ -32,3 +32,9 @@ def test_a_load_is_compared_with_the_mean_of_its_two_ceiling_windows() -> None:
     from loadtests.benchmark import vs_ceiling
 
     assert vs_ceiling({"texts_per_s": 140.0, "ceiling_bracket": [190.0, 210.0]}) == 0.7
+
+
+def test_a_baseline_is_compared_with_the_mean_of_its_two_platform_windows() -> None:
+    from loadtests.benchmark import platform_vs
+
+    assert platform_vs({"texts_per_s": 20.0, "platform_bracket": [150.0, 170.0]}) == 8.0
