@@ -200,6 +200,9 @@ class ProcessPoolModel:
     def classify(self, texts: list[str]) -> list[dict[str, Any]]:
         replica = self._free.get()
         try:
+            if replica.conn.closed:
+                # Stopped after dying, and its replacement did not start then: try again now.
+                replica = self._replace(replica, None)
             return replica.call(texts)
         except (EOFError, BrokenPipeError, ConnectionResetError) as exc:
             replica = self._replace(replica, exc)
@@ -207,13 +210,19 @@ class ProcessPoolModel:
         finally:
             self._free.put(replica)
 
-    def _replace(self, dead: _Replica, exc: BaseException) -> _Replica:
+    def _replace(self, dead: _Replica, exc: BaseException | None) -> _Replica:
+        """A new process in `dead`'s place. If it cannot start, `dead` stays in the pool,
+        stopped, and the next batch it is handed tries again."""
         logger.error("model process %s died (%r); starting a new one", dead.process.name, exc)
         with self._lock:
             index = self._replicas.index(dead)
             dead.stop()
             fresh = self._replica(index)
-            fresh.wait_ready(self._start_timeout_s)
+            try:
+                fresh.wait_ready(self._start_timeout_s)
+            except Exception:
+                fresh.stop()
+                raise
             self._replicas[index] = fresh
             return fresh
 

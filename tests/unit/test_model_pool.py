@@ -30,6 +30,12 @@ def fake_loader(cfg: ServingConfig) -> FakeEngine:
     return FakeEngine()
 
 
+def flaky_loader(cfg: ServingConfig) -> FakeEngine:
+    if os.environ.get("FAKE_MODEL_LOAD_FAILS") == "1":
+        raise OSError("model store unreachable")
+    return FakeEngine()
+
+
 def failing_loader(cfg: ServingConfig) -> FakeEngine:
     raise FileNotFoundError("no model 'sentiment:latest' in the store")
 
@@ -67,6 +73,22 @@ def test_a_dead_model_process_is_replaced(pool: ProcessPoolModel) -> None:
     with ThreadPoolExecutor(2) as threads:
         labels = [r[0]["label"] for r in threads.map(pool.classify, [["y"]] * 4)]
     assert labels == ["Y"] * 4
+
+
+def test_a_replacement_that_cannot_start_is_retried_on_the_next_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model = ProcessPoolModel(load_serving_config(env={}), 1, loader=flaky_loader)
+    try:
+        monkeypatch.setenv("FAKE_MODEL_LOAD_FAILS", "1")  # spawned processes inherit it
+        with pytest.raises(RuntimeError, match="failed to load: OSError: model store"):
+            model.classify(["crash"])
+        assert not model.alive()
+        monkeypatch.delenv("FAKE_MODEL_LOAD_FAILS")
+        assert model.classify(["ok"])[0]["label"] == "OK"
+        assert model.alive()
+    finally:
+        model.close()
 
 
 def test_alive_turns_false_when_a_model_process_is_gone(pool: ProcessPoolModel) -> None:
