@@ -100,7 +100,8 @@ class ServingModelSection(_Strict):
     name: str = "sentiment"
     tag: str = "sentiment:latest"
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    # Dynamic int8 quantisation of the Linear layers, one scale per output channel (CPU only).
+    # int8 Linear layers (CPU only): one weight scale per output channel, one activation
+    # scale per token (sentiment/int8.py).
     quantize: bool = True
     # Torch intra-op threads per model copy; 0 = leave torch's default (every core).
     num_threads: int = Field(1, ge=0)

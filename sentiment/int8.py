@@ -6,9 +6,11 @@ batchings of SST-2 validation the quick model scored 0.8188-0.8280 against fp32'
 two residual projections had to stay in fp32 (README, "Performance").
 
 `Int8Linear` scales each token's activations to [-1, 1] before the same fbgemm int8 kernel and
-scales the output back, so every token is quantised on its own range. A token's output no longer
-depends on the rest of the batch, accuracy equals fp32's, and every Linear layer can be int8,
-which also removes the fp32 weight traffic that dominated small batches.
+scales the output back, so every token is quantised on its own range. A token's output from
+each layer no longer depends on the rest of the batch (only float rounding elsewhere does: one
+sentence of 872 over six batchings), accuracy stays within 0.11 points of fp32's, and every
+Linear layer can be int8, which also removes the fp32 weight traffic that dominated small
+batches.
 """
 
 from __future__ import annotations
