@@ -107,10 +107,15 @@ class ServingModelSection(_Strict):
     num_threads: int = Field(1, ge=0)
     # Model processes beside each server worker (CPU only); 0 = the model runs in the worker.
     processes: int = Field(2, ge=0)
-    # Sort a batch by length so that padding is spent only inside groups of similar texts.
+    # Sort a batch by token count and split it into the forward passes that waste the least
+    # compute on padding (sentiment/runtime.py, padding_aware_chunks).
     sort_by_length: bool = True
-    # Texts per forward pass inside one batch (bounds padding and memory).
-    forward_chunk_size: int = Field(8, ge=1)
+    # At most this many texts per forward pass (bounds padding and memory).
+    forward_chunk_size: int = Field(16, ge=1)
+    # The fixed cost of one forward pass, in padded tokens: what one more pass must save.
+    forward_overhead_tokens: int = Field(20, ge=0)
+    # Token-wise layers skip padding: tokens packed between layers (CPU, BERT-shaped models).
+    skip_padding: bool = True
 
 
 class BatchingSection(_Strict):
@@ -153,6 +158,9 @@ SERVING_ENV: dict[str, tuple[str, ...]] = {
     "SENTIMENT_QUANTIZE": ("model", "quantize"),
     "SENTIMENT_NUM_THREADS": ("model", "num_threads"),
     "SENTIMENT_MODEL_PROCESSES": ("model", "processes"),
+    "SENTIMENT_FORWARD_CHUNK_SIZE": ("model", "forward_chunk_size"),
+    "SENTIMENT_FORWARD_OVERHEAD_TOKENS": ("model", "forward_overhead_tokens"),
+    "SENTIMENT_SKIP_PADDING": ("model", "skip_padding"),
     "SENTIMENT_MAX_BATCH_SIZE": ("batching", "max_batch_size"),
     "SENTIMENT_MAX_LATENCY_MS": ("batching", "max_latency_ms"),
     "SENTIMENT_MAX_TEXTS": ("api", "max_texts_per_request"),

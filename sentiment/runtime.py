@@ -13,6 +13,7 @@ import torch
 from sentiment.config import ServingModelSection
 from sentiment.data import LABEL_NAMES
 from sentiment.int8 import quantize_int8
+from sentiment.packed import packed_forward, supports_packing
 
 # Inside a Bento model made by bentoml.mlflow.import_model from a transformers pipeline.
 BENTO_WEIGHTS_SUBDIR = "mlflow_model/model"
@@ -59,6 +60,8 @@ def serving_options(model_cfg: ServingModelSection) -> dict[str, Any]:
         "quantize": model_cfg.quantize,
         "sort_by_length": model_cfg.sort_by_length,
         "chunk_size": model_cfg.forward_chunk_size,
+        "overhead_tokens": model_cfg.forward_overhead_tokens,
+        "skip_padding": model_cfg.skip_padding,
     }
 
 
@@ -78,13 +81,46 @@ def softmax_with_temperature(logits: np.ndarray, temperature: float = 1.0) -> np
     return np.asarray(exp / exp.sum(axis=1, keepdims=True))
 
 
-def length_sorted_chunks(lengths: Sequence[int], chunk_size: int) -> list[list[int]]:
-    """Group indices into chunks of at most chunk_size, shortest texts first.
+def padding_aware_chunks(
+    lengths: Sequence[int], max_chunk: int, overhead_tokens: int
+) -> list[list[int]]:
+    """Split a batch into forward passes that waste the least compute, shortest texts first.
 
-    Texts of similar length share a forward pass, so little compute goes to padding.
+    A pass over n texts padded to the longest one's length L costs about
+    overhead_tokens + n * L token-units (the fixed part is each pass's per-layer launch and
+    bookkeeping, measured on CPU). The indices, sorted by length, are cut into contiguous
+    passes of at most max_chunk texts so that the sum of those costs is the smallest possible:
+    few passes when lengths are alike, more where one long text would pad many short ones.
     """
+    if max_chunk < 1 or overhead_tokens < 0:
+        raise ValueError("max_chunk must be >= 1 and overhead_tokens >= 0")
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    return [order[i : i + chunk_size] for i in range(0, len(order), chunk_size)]
+    size = len(order)
+    # best[j]: the cheapest split of the j shortest texts; start[j]: where its last pass begins.
+    best = [0] + [0] * size
+    start = [0] * (size + 1)
+    for j in range(1, size + 1):
+        longest = lengths[order[j - 1]]
+        choices = range(max(0, j - max_chunk), j)
+        start[j] = min(choices, key=lambda i: best[i] + (j - i) * longest)
+        best[j] = best[start[j]] + overhead_tokens + (j - start[j]) * longest
+    chunks: list[list[int]] = []
+    j = size
+    while j:
+        chunks.append(order[start[j] : j])
+        j = start[j]
+    return chunks[::-1]
+
+
+def pad_rows(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded input ids and their attention mask for one forward pass."""
+    width = max(len(row) for row in rows)
+    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for r, row in enumerate(rows):
+        ids[r, : len(row)] = row
+        mask[r, : len(row)] = 1
+    return torch.from_numpy(ids), torch.from_numpy(mask)
 
 
 class SentimentRuntime:
@@ -101,6 +137,8 @@ class SentimentRuntime:
         num_threads: int = 0,
         sort_by_length: bool = True,
         chunk_size: int = 64,
+        overhead_tokens: int = 0,
+        skip_padding: bool = False,
         temperature: float = 1.0,
     ) -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -122,13 +160,18 @@ class SentimentRuntime:
                 model = quantize_int8(model)
                 self.quantized = True
         self.model = model
+        # Measured on CPU only; on a GPU padding costs little next to the per-pass launch cost.
+        self.packed = skip_padding and self.device.type == "cpu" and supports_packing(model)
         self.max_length = max_length
         self.sort_by_length = sort_by_length
         self.chunk_size = chunk_size
+        self.overhead_tokens = overhead_tokens
         self.temperature = temperature
         id2label = getattr(model.config, "id2label", None) or {}
         self.labels = [str(id2label.get(i, LABEL_NAMES[i])).lower() for i in range(2)]
         self._unk_id = self.tokenizer.unk_token_id
+        self._pad_id = self.tokenizer.pad_token_id or 0
+        self._token_types = "token_type_ids" in self.tokenizer.model_input_names
         self._special_ids = set(self.tokenizer.all_special_ids)
         if self.half_precision:
             self._check_half_precision()
@@ -159,27 +202,35 @@ class SentimentRuntime:
             self.model = self.model.float()
             self.half_precision = False
 
-    @torch.inference_mode()
-    def _forward(self, texts: list[str], with_embeddings: bool) -> tuple[np.ndarray, Any, Any]:
-        enc = self.tokenizer(
-            texts,
-            padding=True,
-            truncation=True,
-            max_length=self.max_length,
-            return_tensors="pt",
+    def _encode(self, texts: list[str]) -> list[list[int]]:
+        """Token ids per text, truncated, unpadded: padding is decided per forward pass."""
+        return list(
+            self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
         )
+
+    @torch.inference_mode()
+    def _forward(
+        self, rows: list[list[int]], with_embeddings: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        ids, mask = pad_rows(rows, self._pad_id)
+        if self.packed:
+            packed_logits, mean = packed_forward(self.model, ids, mask, with_embeddings)
+            return packed_logits.float().numpy(), None if mean is None else mean.float().numpy()
+        enc = {"input_ids": ids, "attention_mask": mask}
+        if self._token_types:
+            enc["token_type_ids"] = torch.zeros_like(ids)
         enc = {k: v.to(self.device) for k, v in enc.items()}
         out = self.model(**enc, output_hidden_states=with_embeddings)
         logits = out.logits.float().cpu().numpy()
         pooled = None
         if with_embeddings:
             hidden = out.hidden_states[-1].float()
-            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = ((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).cpu().numpy()
-        return logits, pooled, enc["input_ids"].cpu()
+            weights = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = ((hidden * weights).sum(1) / weights.sum(1).clamp(min=1)).cpu().numpy()
+        return logits, pooled
 
     def _logits(self, texts: list[str]) -> np.ndarray:
-        return self._forward(texts, with_embeddings=False)[0]
+        return self._forward(self._encode(texts), with_embeddings=False)[0]
 
     def predict(
         self, texts: Sequence[str], *, with_embeddings: bool = False
@@ -188,8 +239,11 @@ class SentimentRuntime:
         texts = list(texts)
         if not texts:
             return []
+        rows = self._encode(texts)
         if self.sort_by_length:
-            chunks = length_sorted_chunks([len(t) for t in texts], self.chunk_size)
+            chunks = padding_aware_chunks(
+                [len(row) for row in rows], self.chunk_size, self.overhead_tokens
+            )
         else:
             chunks = [
                 list(range(i, min(i + self.chunk_size, len(texts))))
@@ -197,14 +251,13 @@ class SentimentRuntime:
             ]
         results: list[TextPrediction | None] = [None] * len(texts)
         for chunk in chunks:
-            chunk_texts = [texts[i] for i in chunk]
-            logits, pooled, input_ids = self._forward(chunk_texts, with_embeddings)
+            logits, pooled = self._forward([rows[i] for i in chunk], with_embeddings)
             probs = softmax_with_temperature(logits, self.temperature)
             for row, index in enumerate(chunk):
                 results[index] = self._prediction(
-                    chunk_texts[row],
+                    texts[index],
                     probs[row],
-                    input_ids[row].tolist(),
+                    rows[index],
                     None if pooled is None else pooled[row],
                 )
         return [r for r in results if r is not None]

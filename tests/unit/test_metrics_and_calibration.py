@@ -3,7 +3,7 @@ import pytest
 
 from sentiment.calibration import expected_calibration_error, fit_temperature
 from sentiment.metrics import classification_metrics, confusion_counts
-from sentiment.runtime import length_sorted_chunks, softmax_with_temperature
+from sentiment.runtime import softmax_with_temperature
 from training.finetune import linear_warmup_schedule
 
 
@@ -53,10 +53,6 @@ def test_fit_temperature_softens_overconfident_logits() -> None:
     logits = np.zeros((400, 2))
     logits[np.arange(400), predicted] = 8.0
     assert fit_temperature(logits, labels) > 3.0
-
-
-def test_length_sorted_chunks() -> None:
-    assert length_sorted_chunks([5, 1, 3, 2], 2) == [[1, 3], [2, 0]]
 
 
 def test_linear_warmup_schedule() -> None:

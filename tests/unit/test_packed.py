@@ -1,0 +1,107 @@
+"""Forward passes without padding (sentiment/packed.py) and how a batch is cut into passes
+(sentiment/runtime.py), on hand-built lengths and a tiny randomly initialised BERT."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import BertConfig, BertForSequenceClassification, DistilBertConfig
+from transformers import DistilBertForSequenceClassification
+
+from sentiment.int8 import quantize_int8
+from sentiment.packed import packed_forward, supports_packing
+from sentiment.runtime import pad_rows, padding_aware_chunks
+
+
+def tiny_bert() -> BertForSequenceClassification:
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=50,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=16,
+    )
+    return BertForSequenceClassification(config).eval()
+
+
+ROWS = [[1, 5, 7, 9, 11, 2], [1, 4, 2], [1, 8, 3, 2], [1, 2]]
+
+
+def padded_reference(
+    model: BertForSequenceClassification, ids: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    with torch.inference_mode():
+        out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+    weights = mask.unsqueeze(-1).float()
+    mean = (out.hidden_states[-1] * weights).sum(1) / weights.sum(1)
+    return out.logits, mean
+
+
+def test_padding_aware_chunks_without_overhead_runs_every_text_alone() -> None:
+    assert padding_aware_chunks([5, 1, 3, 2], max_chunk=2, overhead_tokens=0) == [[1], [3], [2], [0]]
+
+
+def test_padding_aware_chunks_with_a_large_overhead_makes_the_fewest_passes() -> None:
+    assert padding_aware_chunks([5, 1, 3, 2], max_chunk=2, overhead_tokens=100) == [[1, 3], [2, 0]]
+    # Three passes of at most 2 texts; of two equally cheap splits, the longer last pass wins.
+    assert padding_aware_chunks([3] * 5, max_chunk=2, overhead_tokens=100) == [[0], [1, 2], [3, 4]]
+
+
+def test_padding_aware_chunks_keeps_one_long_text_from_padding_the_short_ones() -> None:
+    # One pass: 20 + 4 * 50 = 220; short ones together, long one alone: 20 + 30 + 20 + 50 = 120.
+    assert padding_aware_chunks([10, 50, 10, 10], max_chunk=4, overhead_tokens=20) == [
+        [0, 2, 3],
+        [1],
+    ]
+
+
+def test_padding_aware_chunks_edge_cases() -> None:
+    assert padding_aware_chunks([], max_chunk=4, overhead_tokens=20) == []
+    assert padding_aware_chunks([7], max_chunk=1, overhead_tokens=0) == [[0]]
+    with pytest.raises(ValueError):
+        padding_aware_chunks([1, 2], max_chunk=0, overhead_tokens=20)
+    with pytest.raises(ValueError):
+        padding_aware_chunks([1, 2], max_chunk=2, overhead_tokens=-1)
+
+
+def test_pad_rows_pads_on_the_right_and_masks_the_padding() -> None:
+    ids, mask = pad_rows([[1, 2, 3], [4]], pad_id=0)
+    assert ids.tolist() == [[1, 2, 3], [4, 0, 0]]
+    assert mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert ids.dtype == torch.long
+
+
+def test_supports_packing_only_bert_classifiers() -> None:
+    assert supports_packing(tiny_bert())
+    distil = DistilBertForSequenceClassification(
+        DistilBertConfig(vocab_size=50, dim=16, n_layers=1, n_heads=2, hidden_dim=32)
+    )
+    assert not supports_packing(distil)
+    assert not supports_packing(torch.nn.Linear(2, 2))
+
+
+@pytest.mark.parametrize("quantize", [False, True], ids=["fp32", "int8"])
+def test_packed_forward_gives_the_padded_forwards_logits_and_mean_embedding(
+    quantize: bool,
+) -> None:
+    model = tiny_bert()
+    if quantize:
+        model = quantize_int8(model)
+    ids, mask = pad_rows(ROWS, pad_id=0)
+    logits, mean = packed_forward(model, ids, mask, with_embeddings=True)
+    expected_logits, expected_mean = padded_reference(model, ids, mask)
+    assert mean is not None
+    assert torch.allclose(logits, expected_logits, atol=1e-5)
+    assert torch.allclose(mean, expected_mean, atol=1e-5)
+    assert packed_forward(model, ids, mask, with_embeddings=False)[1] is None
+
+
+def test_a_texts_packed_result_does_not_depend_on_its_batch() -> None:
+    model = quantize_int8(tiny_bert())
+    ids, mask = pad_rows(ROWS, pad_id=0)
+    together, _ = packed_forward(model, ids, mask, with_embeddings=False)
+    for row, tokens in enumerate(ROWS):
+        alone, _ = packed_forward(model, *pad_rows([tokens], pad_id=0), with_embeddings=False)
+        assert torch.allclose(together[row], alone[0], atol=1e-5)
