@@ -204,9 +204,7 @@ class SentimentRuntime:
 
     def _encode(self, texts: list[str]) -> list[list[int]]:
         """Token ids per text, truncated, unpadded: padding is decided per forward pass."""
-        return list(
-            self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
-        )
+        return list(self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"])
 
     @torch.inference_mode()
     def _forward(

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import BertConfig, BertForSequenceClassification, DistilBertConfig
-from transformers import DistilBertForSequenceClassification
+from transformers import (
+    BertConfig,
+    BertForSequenceClassification,
+    DistilBertConfig,
+    DistilBertForSequenceClassification,
+)
 
 from sentiment.int8 import quantize_int8
 from sentiment.packed import packed_forward, supports_packing
@@ -40,7 +44,8 @@ def padded_reference(
 
 
 def test_padding_aware_chunks_without_overhead_runs_every_text_alone() -> None:
-    assert padding_aware_chunks([5, 1, 3, 2], max_chunk=2, overhead_tokens=0) == [[1], [3], [2], [0]]
+    chunks = padding_aware_chunks([5, 1, 3, 2], max_chunk=2, overhead_tokens=0)
+    assert chunks == [[1], [3], [2], [0]]
 
 
 def test_padding_aware_chunks_with_a_large_overhead_makes_the_fewest_passes() -> None:
