@@ -107,14 +107,16 @@ class ServingModelSection(_Strict):
     num_threads: int = Field(1, ge=0)
     # Model processes beside each server worker (CPU only); 0 = the model runs in the worker.
     processes: int = Field(2, ge=0)
-    # Sort a batch by token count and split it into the forward passes that waste the least
-    # compute on padding (sentiment/runtime.py, padding_aware_chunks).
+    # Sort a batch by token count and cut it into the forward passes that cost least
+    # (sentiment/runtime.py, padding_aware_chunks).
     sort_by_length: bool = True
-    # At most this many texts per forward pass (bounds padding and memory).
+    # At most this many texts per forward pass: bounds memory, and larger passes measured slower.
     forward_chunk_size: int = Field(16, ge=1)
-    # The fixed cost of one forward pass, in padded tokens: what one more pass must save.
-    forward_overhead_tokens: int = Field(20, ge=0)
-    # Token-wise layers skip padding: tokens packed between layers (CPU, BERT-shaped models).
+    # A forward pass's fixed cost, in padded tokens: what one more pass must save in padding.
+    # With skip_padding a padded token costs only attention, so a pass is worth many of them.
+    forward_overhead_tokens: int = Field(300, ge=0)
+    # BERT's token-wise layers run on the texts' tokens packed together (sentiment/packed.py;
+    # CPU, BERT-shaped models).
     skip_padding: bool = True
 
 

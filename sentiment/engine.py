@@ -84,6 +84,7 @@ class ModelEngine:
             "quantized": runtime.quantized,
             "half_precision": runtime.half_precision,
             "sort_by_length": runtime.sort_by_length,
+            "skip_padding": runtime.packed,
             "max_batch_size": self.cfg.batching.max_batch_size,
             "max_latency_ms": self.cfg.batching.max_latency_ms,
             "load_seconds": round(self.load_seconds, 3),

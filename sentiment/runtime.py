@@ -97,7 +97,7 @@ def padding_aware_chunks(
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     size = len(order)
     # best[j]: the cheapest split of the j shortest texts; start[j]: where its last pass begins.
-    best = [0] + [0] * size
+    best = [0] * (size + 1)
     start = [0] * (size + 1)
     for j in range(1, size + 1):
         longest = lengths[order[j - 1]]
@@ -137,7 +137,7 @@ class SentimentRuntime:
         num_threads: int = 0,
         sort_by_length: bool = True,
         chunk_size: int = 64,
-        overhead_tokens: int = 0,
+        overhead_tokens: int = 300,
         skip_padding: bool = False,
         temperature: float = 1.0,
     ) -> None:

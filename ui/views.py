@@ -150,6 +150,7 @@ def model_info_html(info: Mapping[str, Any], settings: Sequence[tuple[str, Any]]
         ("Adaptive batch: max size", info.get("max_batch_size", "—")),
         ("Adaptive batch: max latency", f"{info.get('max_latency_ms', '—')} ms"),
         ("Sort batch by length", "yes" if info.get("sort_by_length") else "no"),
+        ("Skip padding (packed tokens)", "yes" if info.get("skip_padding") else "no"),
         ("Model load time", f"{info.get('load_seconds', '—')} s"),
         *settings,
     ]

@@ -3,18 +3,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from transformers import (
     BertConfig,
     BertForSequenceClassification,
+    BertTokenizerFast,
     DistilBertConfig,
     DistilBertForSequenceClassification,
 )
 
 from sentiment.int8 import quantize_int8
 from sentiment.packed import packed_forward, supports_packing
-from sentiment.runtime import pad_rows, padding_aware_chunks
+from sentiment.runtime import SentimentRuntime, pad_rows, padding_aware_chunks
 
 
 def tiny_bert() -> BertForSequenceClassification:
@@ -110,3 +113,27 @@ def test_a_texts_packed_result_does_not_depend_on_its_batch() -> None:
     for row, tokens in enumerate(ROWS):
         alone, _ = packed_forward(model, *pad_rows([tokens], pad_id=0), with_embeddings=False)
         assert torch.allclose(together[row], alone[0], atol=1e-5)
+
+
+def test_runtime_predicts_the_same_with_and_without_skipping_padding(tmp_path: Path) -> None:
+    words = ["good", "bad", "film", "plot", "not", "dull", "great", "acting"]
+    (tmp_path / "vocab.txt").write_text(
+        "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n"
+    )
+    BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt")).save_pretrained(tmp_path)
+    tiny_bert().save_pretrained(tmp_path)
+    texts = ["good film", "bad plot, not great acting", "dull", "great great film not bad", "x"]
+    results = {}
+    for skip in (False, True):
+        runtime = SentimentRuntime(
+            tmp_path, quantize=True, skip_padding=skip, chunk_size=2, overhead_tokens=1
+        )
+        assert runtime.packed == skip
+        results[skip] = runtime.predict(texts, with_embeddings=True)
+    for padded, packed in zip(results[False], results[True], strict=True):
+        assert packed.label == padded.label
+        assert packed.n_tokens == padded.n_tokens
+        assert packed.unk_ratio == padded.unk_ratio
+        assert packed.confidence == pytest.approx(padded.confidence, abs=1e-5)
+        assert packed.embedding == pytest.approx(padded.embedding, abs=1e-5)
+    assert [p.n_tokens for p in results[True]] == [2, 6, 1, 5, 1]
