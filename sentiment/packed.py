@@ -25,6 +25,9 @@ def supports_packing(model: Any) -> bool:
         and getattr(bert, "pooler", None) is not None
         and hasattr(model, "classifier")
         and not getattr(model.config, "is_decoder", False)
+        # Inference only (no dropout here), and absolute positions (taken from the padded layout).
+        and not model.training
+        and getattr(model.config, "position_embedding_type", "absolute") == "absolute"
     )
 
 
@@ -62,6 +65,8 @@ def packed_forward(
     bert = model.bert
     texts, width = input_ids.shape
     lengths = attention_mask.sum(dim=1)
+    if bool((lengths == 0).any()) or bool((attention_mask[:, 0] == 0).any()):
+        raise ValueError("packed_forward needs right-padded rows of at least one token each")
     flat = attention_mask.reshape(-1).nonzero().squeeze(1)
     embedded = bert.embeddings(input_ids=input_ids, token_type_ids=torch.zeros_like(input_ids))
     hidden = embedded.reshape(texts * width, -1).index_select(0, flat)

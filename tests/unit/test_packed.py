@@ -53,7 +53,7 @@ def test_padding_aware_chunks_without_overhead_runs_every_text_alone() -> None:
 
 def test_padding_aware_chunks_with_a_large_overhead_makes_the_fewest_passes() -> None:
     assert padding_aware_chunks([5, 1, 3, 2], max_chunk=2, overhead_tokens=100) == [[1, 3], [2, 0]]
-    # Three passes of at most 2 texts; of two equally cheap splits, the longer last pass wins.
+    # Three passes of at most 2 texts; where cuts tie on cost, the later pass is the longer one.
     assert padding_aware_chunks([3] * 5, max_chunk=2, overhead_tokens=100) == [[0], [1, 2], [3, 4]]
 
 
@@ -117,16 +117,20 @@ def test_a_texts_packed_result_does_not_depend_on_its_batch() -> None:
 
 def test_runtime_predicts_the_same_with_and_without_skipping_padding(tmp_path: Path) -> None:
     words = ["good", "bad", "film", "plot", "not", "dull", "great", "acting"]
-    (tmp_path / "vocab.txt").write_text(
-        "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n"
-    )
-    BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt")).save_pretrained(tmp_path)
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab = {token: i for i, token in enumerate([*specials, *words])}
+    BertTokenizerFast(vocab=vocab).save_pretrained(tmp_path)
     tiny_bert().save_pretrained(tmp_path)
     texts = ["good film", "bad plot, not great acting", "dull", "great great film not bad", "x"]
     results = {}
     for skip in (False, True):
         runtime = SentimentRuntime(
-            tmp_path, quantize=True, skip_padding=skip, chunk_size=2, overhead_tokens=1
+            tmp_path,
+            device="cpu",
+            quantize=True,
+            skip_padding=skip,
+            chunk_size=2,
+            overhead_tokens=1,
         )
         assert runtime.packed == skip
         results[skip] = runtime.predict(texts, with_embeddings=True)
@@ -136,4 +140,19 @@ def test_runtime_predicts_the_same_with_and_without_skipping_padding(tmp_path: P
         assert packed.unk_ratio == padded.unk_ratio
         assert packed.confidence == pytest.approx(padded.confidence, abs=1e-5)
         assert packed.embedding == pytest.approx(padded.embedding, abs=1e-5)
+    # "," and "x" are not in the vocabulary.
     assert [p.n_tokens for p in results[True]] == [2, 6, 1, 5, 1]
+    assert [p.unk_ratio for p in results[True]] == [0.0, 1 / 6, 0.0, 0.0, 1.0]
+
+
+def test_packed_forward_refuses_empty_or_left_padded_rows() -> None:
+    model = tiny_bert()
+    with pytest.raises(ValueError, match="right-padded"):
+        packed_forward(model, *pad_rows([[1, 2], []], pad_id=0), with_embeddings=False)
+    left = torch.tensor([[0, 1, 2], [1, 2, 3]])
+    with pytest.raises(ValueError, match="right-padded"):
+        packed_forward(model, left, (left != 0).long(), with_embeddings=False)
+
+
+def test_supports_packing_refuses_a_model_in_training_mode() -> None:
+    assert not supports_packing(tiny_bert().train())
