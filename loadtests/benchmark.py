@@ -140,7 +140,7 @@ def served_accuracy(
 ) -> dict[str, float]:
     """SST-2 validation accuracy as served: texts in random batches of `size`, over several
     batchings. int8 scales activations per token, so batchings differ only where float
-    rounding (padding length, summation order) tips a borderline text."""
+    rounding (summation order) tips a borderline text."""
     import random
 
     runs = []

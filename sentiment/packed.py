@@ -80,5 +80,5 @@ def packed_forward(
     if with_embeddings:
         rows = torch.div(flat, width, rounding_mode="floor")
         totals = hidden.new_zeros(texts, hidden.shape[-1]).index_add_(0, rows, hidden)
-        mean = totals / lengths.clamp(min=1).unsqueeze(1).to(hidden.dtype)
+        mean = totals / lengths.unsqueeze(1).to(hidden.dtype)
     return logits, mean

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 from transformers import (
-    BertConfig,
     BertForSequenceClassification,
     BertTokenizerFast,
     DistilBertConfig,
@@ -18,20 +17,7 @@ from transformers import (
 from sentiment.int8 import quantize_int8
 from sentiment.packed import packed_forward, supports_packing
 from sentiment.runtime import SentimentRuntime, pad_rows, padding_aware_chunks
-
-
-def tiny_bert() -> BertForSequenceClassification:
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=50,
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=16,
-    )
-    return BertForSequenceClassification(config).eval()
-
+from tests.unit.test_quantize import tiny_bert
 
 ROWS = [[1, 5, 7, 9, 11, 2], [1, 4, 2], [1, 8, 3, 2], [1, 2]]
 
