@@ -3,11 +3,16 @@ USERS ?= 32
 SPAWN_RATE ?= 8
 DURATION ?= 60s
 HOST ?= http://127.0.0.1:$(PORT)
+VARIANTS ?= packed= padded=skip_padding=false,forward_overhead_tokens=20 fp32=quantize=false
+BATCHES ?= 1 16 64
 
-.PHONY: benchmark load-test gpu-check
+.PHONY: benchmark model-path load-test gpu-check
 
 benchmark: ensure-model ## Platform vs baselines side by side; writes results/benchmark.json
 	$(PY) -m loadtests.benchmark
+
+model-path: ensure-model ## Model-path variants side by side on one thread (VARIANTS, BATCHES); results/model_path.json
+	$(PY) -m loadtests.model_path $(foreach v,$(VARIANTS),--variant $(v)) --batch $(BATCHES)
 
 load-test: $(STAMP) ## Locust against a running service (USERS, SPAWN_RATE, DURATION, HOST); reports in results/
 	mkdir -p results
