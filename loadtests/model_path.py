@@ -54,7 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     cfg = load_serving_config()
-    variants = dict(parse_variant(spec, cfg.model) for spec in args.variant)
+    try:
+        variants = dict(parse_variant(spec, cfg.model) for spec in args.variant)
+    except ValueError as exc:
+        parser.error(" ".join(str(exc).split()))
     folder = resolve_sst2_dir(os.environ.get("SENTIMENT_DATA_DIR"))
     if folder is None:
         parser.error("no SST-2 data: set SENTIMENT_DATA_DIR")

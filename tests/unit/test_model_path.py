@@ -30,3 +30,16 @@ def test_a_variant_changes_only_the_named_settings_and_converts_their_values() -
 def test_a_bad_variant_is_refused(spec: str) -> None:
     with pytest.raises(ValueError):
         parse_variant(spec, ServingModelSection())
+
+
+def test_the_command_refuses_a_bad_variant_with_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from loadtests.model_path import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--variant", "x=nonsense=1"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "'nonsense=1' is not key=value of a model setting" in err
+    assert "Traceback" not in err
