@@ -67,17 +67,18 @@ test: $(STAMP) ## Run the whole test suite (unit, integration, browser, containe
 test-unit: $(STAMP) ## Run the unit tests only
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-lint: $(STAMP) ## ruff lint + format check, mypy on the package
+lint: $(STAMP) ## ruff lint + format check, mypy, and the architecture contracts (lint-imports)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy sentiment training monitoring ui loadtests service.py
+	$(VENV)/bin/mypy service.py sentiment serving monitoring ui training evaluation deploy loadtests
+	$(VENV)/bin/lint-imports --no-cache
 
 format: $(STAMP) ## Format and auto-fix with ruff
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
 clean: ## Remove caches and local outputs (keeps .venv, mlflow.db and the BentoML store)
-	rm -rf .pytest_cache .mypy_cache .ruff_cache outputs results test-output
+	rm -rf .pytest_cache .mypy_cache .ruff_cache .import_linter_cache outputs results test-output
 	find . -name __pycache__ -not -path './.venv/*' -prune -exec rm -rf {} +
 
 # Each area of the platform keeps its targets in mk/<area>.mk.

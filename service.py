@@ -1,8 +1,8 @@
 """The BentoML service: the HTTP contract and the wiring, nothing else.
 
 One service: `/predict`'s JSON contract, the GET routes, monitoring and the UI at `/ui`, in
-front of an adaptive batcher (sentiment/batching.py) that feeds the model, which runs in model
-processes beside the worker on CPU (sentiment/model_pool.py).
+front of an adaptive batcher (serving/batching.py) that feeds the model, which runs in model
+processes beside the worker on CPU (serving/replicas.py).
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from starlette.routing import Route
 from monitoring.hook import SERVICE_MONITORING, log_predictions, mark_model_loaded
 from monitoring.hook import monitoring_endpoint as monitoring_route
 from monitoring.metrics import observe_batch
-from sentiment.api import (
+from sentiment.config import load_serving_config
+from serving.batching import AdaptiveBatcher, Overloaded
+from serving.http import (
     Limits,
     PredictGuard,
     PredictResponse,
@@ -28,10 +30,8 @@ from sentiment.api import (
     predict_response,
     service_options,
 )
-from sentiment.batching import AdaptiveBatcher, Overloaded
-from sentiment.config import load_serving_config
-from sentiment.engine import require_model
-from sentiment.model_pool import start_model
+from serving.replicas import start_replicas
+from serving.store import require_model
 from ui.app import mount_ui
 
 CONFIG = load_serving_config()
@@ -73,7 +73,7 @@ class SentimentAPI:
         require_model(load_serving_config().model.tag)
 
     def __init__(self) -> None:
-        self.model = start_model(CONFIG)
+        self.model = start_replicas(CONFIG)
         self.info = self.model.info()
         self.batcher = AdaptiveBatcher(
             self.model.classify,

@@ -2,7 +2,7 @@
 
 `BASELINE=seed` serves a randomly initialised DistilBERT-size classifier (the seed project's
 architecture: only its cost matters); `BASELINE=unbatched` serves the platform's own model from
-the BentoML store with the platform's runtime settings, but one text per forward pass.
+the BentoML store with the platform's classifier settings, but one text per forward pass.
 Run: `BASELINE=seed python -m uvicorn --factory loadtests.baselines:build_app --port 8001`.
 """
 
@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from fastapi import FastAPI
 from pydantic import BaseModel
+
+from sentiment.labels import LABEL_NAMES
 
 
 class Body(BaseModel):
@@ -31,6 +33,7 @@ class SeedModel:
             PreTrainedTokenizerFast,
         )
 
+        from sentiment.config import PACKAGED_MINILM
         from training.finetune import resolve_base_model
 
         torch.manual_seed(0)
@@ -39,7 +42,7 @@ class SeedModel:
         self.model = DistilBertForSequenceClassification(config).eval()
         # Any WordPiece tokenizer of BERT's vocabulary size gives the same sequence lengths.
         self.tokenizer = PreTrainedTokenizerFast.from_pretrained(
-            resolve_base_model("packaged:all-MiniLM-L6-v2")
+            resolve_base_model(PACKAGED_MINILM)
         )
 
     @torch.inference_mode()
@@ -47,21 +50,21 @@ class SeedModel:
         enc = self.tokenizer(text, truncation=True, max_length=128, return_tensors="pt")
         probs = torch.softmax(self.model(**enc).logits, dim=-1)[0]
         best = int(probs.argmax())
-        return {"label": ("negative", "positive")[best], "confidence": float(probs[best])}
+        return {"label": LABEL_NAMES[best], "confidence": float(probs[best])}
 
 
 class UnbatchedPlatformModel:
     def __init__(self) -> None:
         from sentiment.config import load_serving_config
-        from sentiment.engine import ModelEngine
+        from serving.replica import Replica
 
         cfg = load_serving_config()
         # Torch's default threads (every core), whatever the platform's per-worker setting:
         # this baseline is one process and must not be handicapped.
-        self.engine = ModelEngine.load(cfg.with_model(num_threads=0))
+        self.replica = Replica.load(cfg.with_model(num_threads=0))
 
     def predict_one(self, text: str) -> dict[str, Any]:
-        return self.engine.classify([text], with_embeddings=False)[0]
+        return self.replica.classify([text], with_embeddings=False)[0]
 
 
 def build_app() -> FastAPI:

@@ -48,21 +48,21 @@ class Ceiling:
     """
 
     def __init__(self) -> None:
-        from sentiment.engine import ModelEngine
+        from serving.replica import Replica
 
         self.served = load_serving_config()
         # One process on every core: torch's default threads, not the per-copy setting.
         self.cfg = self.served.with_model(num_threads=0, processes=0)
-        self.engine = ModelEngine.load(self.cfg)
-        self.runtime = self.engine.runtime
+        self.replica = Replica.load(self.cfg)
+        self.classifier = self.replica.classifier
         self.layouts: dict[str, tuple[Callable[[list[str]], Any], int]] = {
-            "in_process": (self.engine.classify, 1)
+            "in_process": (self.replica.classify, 1)
         }
         self.pool: Any = None
-        if self.served.model.processes > 0 and self.runtime.device.type == "cpu":
-            from sentiment.model_pool import start_model
+        if self.served.model.processes > 0 and self.classifier.device.type == "cpu":
+            from serving.replicas import start_replicas
 
-            self.pool = start_model(self.served)
+            self.pool = start_replicas(self.served)
             self.layouts["model_processes"] = (self.pool.classify, self.pool.concurrency)
 
     def close(self) -> None:
@@ -75,16 +75,16 @@ class Ceiling:
         the serving defaults against full precision."""
         import torch
 
-        from sentiment.engine import ModelEngine
+        from serving.replica import Replica
 
         for _ in range(3):
-            self.runtime.predict(texts[:64])
+            self.classifier.predict(texts[:64])
         rates = {name: batch_rates(fn, n, texts) for name, (fn, n) in self.layouts.items()}
         layout, per_batch = max(rates.items(), key=lambda kv: max(kv[1].values()))
         singles = []
         for text in texts[:100]:
             started = time.perf_counter()
-            self.engine.classify([text])
+            self.replica.classify([text])
             singles.append((time.perf_counter() - started) * 1000)
         result = {
             "layout": layout,
@@ -92,14 +92,14 @@ class Ceiling:
             "best_batch": max(per_batch, key=lambda k: per_batch[k]),
             "sweep_best_texts_per_s": max(per_batch.values()),
             "single_forward_ms": round(statistics.median(singles), 2),
-            "accuracy_served_defaults": served_accuracy(self.runtime, texts, labels),
-            "device": self.runtime.device.type,
-            "quantized": self.runtime.quantized,
+            "accuracy_served_defaults": served_accuracy(self.classifier, texts, labels),
+            "device": self.classifier.device.type,
+            "quantized": self.classifier.quantized,
             "torch_threads": torch.get_num_threads(),
         }
-        if self.runtime.quantized:
-            full = ModelEngine(self.cfg.with_model(quantize=False), self.engine.bento_model)
-            result["accuracy_fp32"] = served_accuracy(full.runtime, texts, labels)
+        if self.classifier.quantized:
+            full = Replica(self.cfg.with_model(quantize=False), self.replica.bento_model)
+            result["accuracy_fp32"] = served_accuracy(full.classifier, texts, labels)
             started = time.perf_counter()
             for i in range(0, 256, 32):
                 full.classify(texts[i : i + 32])
@@ -136,7 +136,7 @@ def sustained_rate(
 
 
 def served_accuracy(
-    runtime: Any, texts: list[str], labels: list[int], batchings: int = 6, size: int = 32
+    classifier: Any, texts: list[str], labels: list[int], batchings: int = 6, size: int = 32
 ) -> dict[str, float]:
     """SST-2 validation accuracy as served: texts in random batches of `size`, over several
     batchings. int8 scales activations per token, so batchings differ only where float
@@ -149,7 +149,7 @@ def served_accuracy(
         random.Random(seed).shuffle(order)
         preds = []
         for start in range(0, len(order), size):
-            batch = runtime.predict([texts[i] for i in order[start : start + size]])
+            batch = classifier.predict([texts[i] for i in order[start : start + size]])
             preds += [1 if p.label == "positive" else 0 for p in batch]
         runs.append(classification_metrics([labels[i] for i in order], preds)["accuracy"])
     return {

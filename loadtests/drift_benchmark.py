@@ -31,15 +31,10 @@ import numpy as np
 
 from monitoring.config import MonitoringConfig, load_monitoring_config
 from monitoring.drift import TEST_NAMES, DriftSettings, drift_report, run_tests
-from monitoring.reference import (
-    DriftReference,
-    build_reference,
-    label_index,
-    load_reference,
-    predict_all,
-)
+from monitoring.reference import DriftReference, build_reference, label_index, load_reference
 from monitoring.window import WindowData
 from sentiment.config import PROJECT_ROOT
+from serving.classifier import predict_in_chunks
 
 # Targets from the monitoring issue.
 MAX_FALSE_ALARM = 0.05
@@ -185,17 +180,17 @@ def _columns(data: Any) -> tuple[list[str], list[int]]:
     return list(data.texts), list(data.labels)
 
 
-def predict_pool(runtime: Any, pool: Pool, cache_dir: Path, model_tag: str) -> PoolPredictions:
+def predict_pool(classifier: Any, pool: Pool, cache_dir: Path, model_tag: str) -> PoolPredictions:
     """Predictions for a pool, from the cache when the same model saw the same texts."""
     key = hashlib.sha256(("\n".join(pool.texts) + model_tag).encode()).hexdigest()[:16]
     path = cache_dir / f"{pool.name}-{key}.npz"
     if path.is_file():
         with np.load(path) as cached:
             return PoolPredictions(**{k: cached[k] for k in cached.files})
-    raw = predict_all(runtime, pool.texts, desc=pool.name)
+    raw = predict_in_chunks(classifier, pool.texts, desc=pool.name)
     preds = PoolPredictions(
         confidence=np.asarray([p["confidence"] for p in raw], np.float32),
-        label=np.asarray([label_index(p["label"], runtime.labels) for p in raw], np.int8),
+        label=np.asarray([label_index(p["label"], classifier.labels) for p in raw], np.int8),
         n_chars=np.asarray([p["n_chars"] for p in raw], np.int32),
         n_tokens=np.asarray([p["n_tokens"] for p in raw], np.int32),
         embeddings=np.asarray([p["embedding"] for p in raw], np.float32),
@@ -264,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     from bentoml.exceptions import NotFound
 
     from sentiment.config import load_serving_config
-    from sentiment.runtime import SentimentRuntime, serving_options
+    from serving.classifier import Classifier, serving_options
 
     cfg = load_monitoring_config()
     serving = load_serving_config()
@@ -277,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     tag = str(bento_model.tag)
     metadata: dict[str, Any] = dict(bento_model.info.metadata or {})
-    runtime = SentimentRuntime.from_bento_model(
+    classifier = Classifier.from_bento_model(
         bento_model,
         max_length=int(metadata.get("max_length", 128)),
         **serving_options(serving.model),
@@ -288,13 +283,13 @@ def main(argv: list[str] | None = None) -> int:
     if reference is None:
         print(f"{tag} has no stored drift reference: building one from {reference_pool.name}")
         reference = build_reference(
-            runtime,
-            reference_pool.texts,
+            predict_in_chunks(classifier, reference_pool.texts, desc="drift reference"),
             reference_pool.labels,
             max_embeddings=cfg.reference.max_embeddings,
+            labels=classifier.labels,
         )
     cache_dir = PROJECT_ROOT / cfg.benchmark.cache_dir
-    predictions = {p.name: predict_pool(runtime, p, cache_dir, tag) for p in pools}
+    predictions = {p.name: predict_pool(classifier, p, cache_dir, tag) for p in pools}
     unseen = predictions["sst2_unseen"]
     predictions["sst2_negative"] = unseen.subset(unseen.true_label == 0)
     kinds = {p.name: p.kind for p in pools} | {"sst2_negative": "label shift"}

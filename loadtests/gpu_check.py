@@ -20,7 +20,7 @@ import torch
 from sentiment.config import load_training_config
 from sentiment.data import holdout_split, read_tsv, sample_rows
 from sentiment.metrics import classification_metrics
-from sentiment.runtime import SentimentRuntime
+from serving.classifier import Classifier
 from training.finetune import finetune, save_pretrained
 
 
@@ -39,17 +39,17 @@ def fp32_copy_of(folder: Path) -> Path:
     return target
 
 
-def throughput(runtime: SentimentRuntime, texts: list[str], batch: int) -> float:
-    runtime.predict(texts[:batch])
-    if runtime.device.type == "cuda":
+def throughput(classifier: Classifier, texts: list[str], batch: int) -> float:
+    classifier.predict(texts[:batch])
+    if classifier.device.type == "cuda":
         torch.cuda.synchronize()
     started = time.perf_counter()
     n = 0
     for _ in range(3):
         for i in range(0, len(texts), batch):
-            runtime.predict(texts[i : i + batch])
+            classifier.predict(texts[i : i + batch])
             n += len(texts[i : i + batch])
-    if runtime.device.type == "cuda":
+    if classifier.device.type == "cuda":
         torch.cuda.synchronize()
     return round(n / (time.perf_counter() - started), 1)
 
@@ -97,15 +97,15 @@ def main() -> None:
     for name, device in (("cpu_fp32", "cpu"), ("cuda", "cuda")):
         if device == "cuda" and not torch.cuda.is_available():
             continue
-        runtime = SentimentRuntime(folder, max_length=cfg.model.max_length, device=device)
-        preds = np.array([1 if p.label == "positive" else 0 for p in runtime.predict(texts)])
+        classifier = Classifier(folder, max_length=cfg.model.max_length, device=device)
+        preds = np.array([1 if p.label == "positive" else 0 for p in classifier.predict(texts)])
         predictions[name] = preds
         inference[name] = {
-            "half_precision": runtime.half_precision,
+            "half_precision": classifier.half_precision,
             "accuracy": classification_metrics(validation.labels, preds.tolist())["accuracy"],
-            "texts_per_s": {str(b): throughput(runtime, texts, b) for b in (1, 64, 256)}
+            "texts_per_s": {str(b): throughput(classifier, texts, b) for b in (1, 64, 256)}
             if device == "cuda"
-            else {"64": throughput(runtime, texts[:256], 64)},
+            else {"64": throughput(classifier, texts[:256], 64)},
         }
     if "cuda" in predictions:
         inference["fp16_vs_fp32_agreement"] = float(

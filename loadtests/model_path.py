@@ -43,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from sentiment.config import load_serving_config
     from sentiment.data import read_tsv, resolve_sst2_dir
-    from sentiment.engine import get_bento_model
-    from sentiment.runtime import SentimentRuntime, serving_options
+    from serving.classifier import Classifier, serving_options
+    from serving.store import get_bento_model
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--variant", action="append", required=True, help="name=key=value,...")
@@ -64,19 +64,19 @@ def main(argv: list[str] | None = None) -> int:
     texts = read_tsv(folder / "validation.tsv").texts
     torch.set_num_threads(1)
     bento_model = get_bento_model(cfg.model.tag)
-    runtimes = {
-        name: SentimentRuntime.from_bento_model(bento_model, **serving_options(section))
+    classifiers = {
+        name: Classifier.from_bento_model(bento_model, **serving_options(section))
         for name, section in variants.items()
     }
     rng = random.Random(0)
     report: dict[str, dict[str, float]] = {}
     for size in args.batch:
         batches = [rng.sample(texts, size) for _ in range(max(12, args.texts // size))]
-        seconds = dict.fromkeys(runtimes, 0.0)
+        seconds = dict.fromkeys(classifiers, 0.0)
         for batch in batches:
-            for name, runtime in runtimes.items():
+            for name, classifier in classifiers.items():
                 started = time.perf_counter()
-                runtime.predict(batch, with_embeddings=True)
+                classifier.predict(batch, with_embeddings=True)
                 seconds[name] += time.perf_counter() - started
         done = len(batches) * size
         report[str(size)] = {name: round(done / s, 1) for name, s in seconds.items()}

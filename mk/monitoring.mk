@@ -8,4 +8,4 @@ monitor-memory: ensure-model ## Serve, send 20,000 predictions, report the worke
 	$(PY) -m loadtests.monitor_memory
 
 test-monitoring: $(STAMP) ## Unit tests of the drift tests, detector, monitor hook and benchmark helpers
-	$(PY) -m pytest tests/unit/test_drift*.py tests/unit/test_monitor*.py $(PYTEST_ARGS)
+	$(PY) -m pytest tests/unit/monitoring tests/unit/loadtests/test_drift_benchmark.py $(PYTEST_ARGS)

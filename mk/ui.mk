@@ -3,5 +3,5 @@
 .PHONY: test-ui
 
 test-ui: $(STAMP) ## UI unit tests and the headless-Chromium browser test (screenshots in test-output/screenshots/)
-	$(PY) -m pytest tests/unit/test_ui_tables.py tests/unit/test_ui_charts.py tests/unit/test_ui_app.py \
+	$(PY) -m pytest tests/unit/ui \
 		tests/integration/test_browser_ui.py $(PYTEST_ARGS)

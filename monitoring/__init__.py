@@ -1,4 +1,7 @@
-"""Monitoring of the served model: a BentoML monitor with Prometheus metrics and drift tests.
+"""Monitoring of the served model: the BentoML monitor hook (`hook`, `monitor`), Prometheus
+metrics (`metrics`), drift statistics and tests (`stats`, `drift`, `window`) and the drift
+reference format (`reference`). It never imports training, evaluation, deploy or serving's
+HTTP layer.
 
 Light to import: the BentoML monitor class lives in `monitoring.monitor`, the entry points
 for services and the UI in `monitoring.hook`.

@@ -7,16 +7,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from sentiment.config import CONFIG_DIR, load_config
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+from sentiment.config import CONFIG_DIR, StrictModel, load_config
 
 
-class MonitorSection(_Strict):
+class MonitorSection(StrictModel):
     name: str = "sentiment_predictions"
     # Predictions (not requests) waiting for the background thread: bounds memory when it lags.
     max_pending: int = Field(default=4096, ge=64)
@@ -25,7 +21,7 @@ class MonitorSection(_Strict):
     latency_window: int = Field(default=10_000, ge=100)
 
 
-class DriftSection(_Strict):
+class DriftSection(StrictModel):
     window_size: int = Field(default=1000, ge=10)
     min_window: int = Field(default=100, ge=5)
     threshold: float = Field(default=0.05, gt=0, lt=1)
@@ -35,22 +31,22 @@ class DriftSection(_Strict):
     seed: int = 0
 
 
-class ReferenceSection(_Strict):
+class ReferenceSection(StrictModel):
     split: str = "validation"
     max_embeddings: int = Field(default=1000, ge=10)
     batch_size: int = Field(default=64, ge=1)
 
 
-class BenchmarkSection(_Strict):
+class BenchmarkSection(StrictModel):
     windows: int = Field(default=100, ge=1)
-    window_sizes: list[int] = [200, 500]
+    window_sizes: list[int] = Field(default_factory=lambda: [200, 500])
     max_pool: int = Field(default=3000, ge=100)
     training_config: str = "configs/training_quick.yaml"
     output: str = "results/drift_benchmark.json"
     cache_dir: str = "results/drift_benchmark_cache"
 
 
-class MonitoringConfig(_Strict):
+class MonitoringConfig(StrictModel):
     monitor: MonitorSection = MonitorSection()
     drift: DriftSection = DriftSection()
     reference: ReferenceSection = ReferenceSection()

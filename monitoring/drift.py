@@ -27,7 +27,7 @@ from monitoring.stats import (
     mmd_permutation_test,
 )
 from monitoring.window import PredictionWindow, WindowData
-from sentiment.data import LABEL_NAMES
+from sentiment.labels import LABEL_NAMES
 
 TEST_NAMES = ("confidence_ks", "label_chi2", "length_ks", "embedding_mmd")
 

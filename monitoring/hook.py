@@ -68,7 +68,7 @@ def log_predictions(
     latency_s: float | None,
     model_tag: str | None = None,
 ) -> None:
-    """Log one request's predictions (ModelEngine.classify's dicts) to the monitor.
+    """Log one request's predictions (Replica.classify's dicts) to the monitor.
 
     The texts themselves are not kept (privacy, memory); their lengths are in the raw dicts.
     """

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from monitoring.drift import TEST_NAMES
-from sentiment.batching import BatchRecord
+from serving.batching import BatchRecord
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 CONFIDENCE_BUCKETS = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.99, 1.0)

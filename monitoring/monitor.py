@@ -30,6 +30,7 @@ from monitoring.metrics import MonitorMetrics, default_metrics
 from monitoring.reference import DriftReference, label_index, load_reference
 from monitoring.stats import percentile_summary
 from monitoring.window import PendingBuffer, RunningSummary
+from sentiment.config import ConfigError, load_serving_config
 
 logger = logging.getLogger("monitoring.monitor")
 
@@ -265,8 +266,6 @@ def _rounded(value: float | None, digits: int = 6) -> float | None:
 
 
 def _configured_model_tag() -> str | None:
-    from sentiment.config import ConfigError, load_serving_config
-
     try:
         return load_serving_config().model.tag
     except ConfigError:

@@ -1,4 +1,5 @@
-"""The drift reference: the model's predictions on SST-2 validation, made at import time.
+"""The drift reference: the model's predictions on SST-2 validation, made at import time
+(`training.reference` runs the model; `build_reference` here keeps what the tests need).
 
 It is stored in the Bento model as `custom_objects["drift_reference"]` in a plain form
 (a dict of numpy arrays and strings), so unpickling it needs no class from this package and a
@@ -8,20 +9,14 @@ container has it without any database.
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from sentiment.data import LABEL_NAMES
-
-if TYPE_CHECKING:
-    from sentiment.config import ServingConfig, TrainingConfig
-    from sentiment.runtime import SentimentRuntime
+from sentiment.labels import LABEL_NAMES
 
 logger = logging.getLogger("monitoring.reference")
 
@@ -94,7 +89,7 @@ def label_index(label: str, labels: Sequence[str] = LABEL_NAMES) -> int:
         raise ValueError(f"unknown label {label!r}; expected one of {list(labels)}") from None
 
 
-def reference_from_predictions(
+def build_reference(
     predictions: Sequence[Mapping[str, Any]],
     true_labels: Sequence[int] | None = None,
     *,
@@ -103,7 +98,8 @@ def reference_from_predictions(
     source: str = "sst2/validation",
     labels: Sequence[str] = LABEL_NAMES,
 ) -> DriftReference:
-    """A reference from prediction dicts (the format of ModelEngine.classify)."""
+    """The reference from prediction dicts (the format of `Replica.classify`): pure, so the
+    import step, the offline drift check and the benchmark all build it the same way."""
     if not predictions:
         raise ValueError("a drift reference needs at least one prediction")
     predicted = np.asarray([label_index(p["label"], labels) for p in predictions], np.int8)
@@ -132,120 +128,6 @@ def reference_from_predictions(
         accuracy=accuracy,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
-
-
-def predict_all(
-    runtime: SentimentRuntime, texts: Sequence[str], batch_size: int = 64, desc: str = "predicting"
-) -> list[dict[str, Any]]:
-    """Raw prediction dicts (embeddings included) for all texts, with a progress bar."""
-    from tqdm import tqdm
-
-    out: list[dict[str, Any]] = []
-    with tqdm(total=len(texts), desc=desc, unit="text", leave=False) as bar:
-        for start in range(0, len(texts), batch_size):
-            chunk = list(texts[start : start + batch_size])
-            out.extend(p.to_dict() for p in runtime.predict(chunk, with_embeddings=True))
-            bar.update(len(chunk))
-    return out
-
-
-def build_reference(
-    runtime: SentimentRuntime,
-    texts: Sequence[str],
-    labels: Sequence[int] | None = None,
-    *,
-    max_embeddings: int = 1000,
-    batch_size: int = 64,
-    seed: int = 0,
-    source: str = "sst2/validation",
-) -> DriftReference:
-    """Run the model over `texts` and keep what the drift tests compare against."""
-    predictions = predict_all(runtime, texts, batch_size, desc="drift reference")
-    return reference_from_predictions(
-        predictions,
-        labels,
-        max_embeddings=max_embeddings,
-        seed=seed,
-        source=source,
-        labels=runtime.labels,
-    )
-
-
-def drift_reference_for(
-    training: TrainingConfig, serving: ServingConfig, alias: str
-) -> dict[str, Any] | None:
-    """custom_objects for importing `alias` into BentoML, or None when nothing is to import.
-
-    The model is downloaded from MLflow and run with the serving settings (quantisation,
-    device), so the reference sees the same numbers the service will produce. Without the
-    SST-2 files the model is imported with no reference and monitoring says so.
-    """
-    import bentoml
-    from bentoml.exceptions import NotFound
-
-    from monitoring.config import load_monitoring_config
-    from sentiment.data import read_tsv, resolve_sst2_dir
-    from training.import_model import bento_metadata, bento_tag_for, resolve_alias
-
-    version = resolve_alias(
-        training.mlflow.tracking_uri, training.mlflow.registered_model_name, alias
-    )
-    try:
-        bentoml.models.get(bento_tag_for(serving.model.name, version))
-        return None
-    except NotFound:
-        pass
-    cfg = load_monitoring_config().reference
-    folder = resolve_sst2_dir(training.data.data_dir)
-    if folder is None or not (folder / f"{cfg.split}.tsv").is_file():
-        logger.warning("no SST-2 %s.tsv found: importing without a drift reference", cfg.split)
-        return None
-    data = read_tsv(folder / f"{cfg.split}.tsv")
-    _, metadata = bento_metadata(version)
-    reference = _reference_from_mlflow(version.uri, metadata, serving, data.texts, data.labels)
-    print(f"drift reference: {reference.describe()}")
-    return {CUSTOM_OBJECT_KEY: reference.to_dict()}
-
-
-def _reference_from_mlflow(
-    model_uri: str,
-    metadata: Mapping[str, Any],
-    serving: ServingConfig,
-    texts: Sequence[str],
-    labels: Sequence[int],
-) -> DriftReference:
-    from mlflow.artifacts import download_artifacts
-
-    from monitoring.config import load_monitoring_config
-    from sentiment.runtime import (
-        BENTO_TOKENIZER_SUBDIR,
-        BENTO_WEIGHTS_SUBDIR,
-        SentimentRuntime,
-        serving_options,
-    )
-
-    cfg = load_monitoring_config().reference
-    # The Bento model keeps the MLflow model under "mlflow_model/": same layout below it.
-    weights_sub = Path(BENTO_WEIGHTS_SUBDIR).relative_to("mlflow_model")
-    tokenizer_sub = Path(BENTO_TOKENIZER_SUBDIR).relative_to("mlflow_model")
-    with tempfile.TemporaryDirectory(prefix="drift-reference-") as tmp:
-        root = Path(download_artifacts(artifact_uri=model_uri, dst_path=tmp))
-        tokenizer = root / tokenizer_sub
-        runtime = SentimentRuntime(
-            root / weights_sub,
-            tokenizer if tokenizer.is_dir() else root / weights_sub,
-            max_length=int(metadata.get("max_length", 128)),
-            temperature=float(metadata.get("temperature", 1.0)),
-            **serving_options(serving.model),
-        )
-        return build_reference(
-            runtime,
-            texts,
-            labels,
-            max_embeddings=cfg.max_embeddings,
-            batch_size=cfg.batch_size,
-            source=f"sst2/{cfg.split}",
-        )
 
 
 def load_reference(tag: str) -> DriftReference | None:

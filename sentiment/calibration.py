@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
-from sentiment.runtime import softmax_with_temperature
+
+def softmax_with_temperature(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax of logits / temperature, numerically stable."""
+    if temperature <= 0:
+        raise ValueError("temperature must be positive")
+    scaled = logits / temperature
+    scaled = scaled - scaled.max(axis=1, keepdims=True)
+    exp = np.exp(scaled)
+    return np.asarray(exp / exp.sum(axis=1, keepdims=True))
 
 
 def negative_log_likelihood(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
@@ -16,6 +23,9 @@ def negative_log_likelihood(logits: np.ndarray, labels: np.ndarray, temperature:
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     """The temperature in [0.05, 20] minimising validation NLL (Guo et al., 2017)."""
+    # Imported here: the serving side imports this module for the softmax alone.
+    from scipy.optimize import minimize_scalar
+
     labels = np.asarray(labels, dtype=int)
     if len(labels) == 0:
         return 1.0

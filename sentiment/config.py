@@ -25,20 +25,22 @@ class ConfigError(ValueError):
     """A config file or an environment override that cannot be used."""
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
+    """The base of every settings model: an unknown key is an error, not silently ignored."""
+
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 
 # --- training ---------------------------------------------------------------------------------
 
 
-class ModelSection(_Strict):
+class ModelSection(StrictModel):
     base_model: str = PACKAGED_MINILM
     max_length: int = Field(128, ge=8, le=512)
     num_labels: int = Field(2, ge=2)
 
 
-class TrainingSection(_Strict):
+class TrainingSection(StrictModel):
     output_dir: str = "outputs/training"
     epochs: int = Field(3, ge=1)
     batch_size: int = Field(32, ge=1)
@@ -55,7 +57,7 @@ class TrainingSection(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
-class DataSection(_Strict):
+class DataSection(StrictModel):
     dataset: str = "glue"
     task: str = "sst2"
     train_split: str = "train"
@@ -66,14 +68,14 @@ class DataSection(_Strict):
     holdout_size: int = Field(2000, ge=0)
 
 
-class MlflowSection(_Strict):
+class MlflowSection(StrictModel):
     tracking_uri: str = "sqlite:///mlflow.db"
     experiment_name: str = "sentiment-sst2"
     registered_model_name: str = "sentiment"
     alias: str = "candidate"
 
 
-class TrainingConfig(_Strict):
+class TrainingConfig(StrictModel):
     model: ModelSection = ModelSection()
     training: TrainingSection = TrainingSection()
     data: DataSection = DataSection()
@@ -96,38 +98,38 @@ TRAINING_ENV: dict[str, tuple[str, ...]] = {
 # --- serving ----------------------------------------------------------------------------------
 
 
-class ServingModelSection(_Strict):
+class ServingModelSection(StrictModel):
     name: str = "sentiment"
     tag: str = "sentiment:latest"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # int8 Linear layers (CPU only): one weight scale per output channel, one activation
-    # scale per token (sentiment/int8.py).
+    # scale per token (serving/int8.py).
     quantize: bool = True
     # Torch intra-op threads per model copy; 0 = leave torch's default (every core).
     num_threads: int = Field(1, ge=0)
     # Model processes beside each server worker (CPU only); 0 = the model runs in the worker.
     processes: int = Field(2, ge=0)
     # Sort a batch by token count and cut it into the forward passes that cost least
-    # (sentiment/runtime.py, padding_aware_chunks).
+    # (serving/classifier.py, padding_aware_chunks).
     sort_by_length: bool = True
     # At most this many texts per forward pass: bounds memory, and larger passes measured slower.
     forward_chunk_size: int = Field(16, ge=1)
     # A forward pass's fixed cost, in padded tokens: what one more pass must save in padding.
     # With skip_padding a padded token costs only attention, so a pass is worth many of them.
     forward_overhead_tokens: int = Field(300, ge=0)
-    # BERT's token-wise layers run on the texts' tokens packed together (sentiment/packed.py;
+    # BERT's token-wise layers run on the texts' tokens packed together (serving/packed.py;
     # CPU, BERT-shaped models).
     skip_padding: bool = True
 
 
-class BatchingSection(_Strict):
+class BatchingSection(StrictModel):
     # Texts per model call: queued requests are merged up to this many (whole requests only).
     max_batch_size: int = Field(64, ge=1)
     # A request that would wait longer than this for the model is answered 503 at once.
     max_latency_ms: int = Field(10_000, ge=1)
 
 
-class ApiSection(_Strict):
+class ApiSection(StrictModel):
     max_texts_per_request: int = Field(64, ge=1)
     max_text_chars: int = Field(20_000, ge=1)
     max_request_bytes: int = Field(1_000_000, ge=1024)
@@ -144,7 +146,7 @@ class ApiSection(_Strict):
     trace_predict: bool = False
 
 
-class ServingConfig(_Strict):
+class ServingConfig(StrictModel):
     model: ServingModelSection = ServingModelSection()
     batching: BatchingSection = BatchingSection()
     api: ApiSection = ApiSection()

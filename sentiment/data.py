@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,10 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from sentiment.config import PROJECT_ROOT
+from sentiment.labels import LABEL_NAMES
 
 # Checked in this order when neither the config nor SENTIMENT_DATA_DIR names a folder.
 SHARED_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data"
-LABEL_NAMES = ("negative", "positive")
 
 
 class DataUnavailableError(RuntimeError):
@@ -133,3 +135,49 @@ def sample_rows(data: LabelledTexts, limit: int | None, seed: int) -> LabelledTe
 
 def label_counts(labels: Sequence[int]) -> Mapping[str, int]:
     return {name: sum(1 for v in labels if v == i) for i, name in enumerate(LABEL_NAMES)}
+
+
+def default_data_file(data_dir: str | None) -> Path:
+    folder = resolve_sst2_dir(data_dir)
+    if folder is None:
+        raise DataUnavailableError(
+            "no SST-2 validation.tsv found; set SENTIMENT_DATA_DIR, or EVAL_DATA to a labelled file"
+        )
+    return folder / "validation.tsv"
+
+
+def read_labelled(path: str | Path) -> LabelledTexts:
+    """A `sentence,label` file: tab-separated (.tsv) or a CSV with those two columns."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataUnavailableError(f"no labelled file at {path}")
+    if path.suffix.lower() != ".csv":
+        return read_tsv(path)
+    texts: list[str] = []
+    labels: list[int] = []
+    with open(path, encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames or not {"sentence", "label"} <= set(reader.fieldnames):
+            raise ValueError(f"{path}: expected the columns 'sentence' and 'label'")
+        for line_no, row in enumerate(reader, start=2):
+            value = (row["label"] or "").strip()
+            if value not in ("0", "1"):
+                raise ValueError(f"{path}:{line_no}: label must be 0 or 1, got {value!r}")
+            texts.append(row["sentence"] or "")
+            labels.append(int(value))
+    return LabelledTexts(texts, labels)
+
+
+def dataset_slug(path: str | Path) -> str:
+    """A short name for metric keys: `sst2_validation`, `reviews_amazon`."""
+    path = Path(path)
+    raw = f"{path.parent.name}_{path.stem}" if path.parent.name else path.stem
+    return re.sub(r"[^A-Za-z0-9_]+", "_", raw).strip("_").lower() or "data"
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

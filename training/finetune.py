@@ -13,9 +13,10 @@ import torch
 from tqdm.auto import tqdm
 
 from sentiment.config import PACKAGED_MINILM, TrainingConfig
-from sentiment.data import LABEL_NAMES, LabelledTexts
+from sentiment.data import LabelledTexts
+from sentiment.labels import LABEL_NAMES
 from sentiment.metrics import classification_metrics
-from sentiment.runtime import resolve_device
+from serving.classifier import resolve_device
 
 
 def resolve_base_model(name: str) -> str:

@@ -13,98 +13,103 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from sentiment.config import ConfigError, load_serving_config, load_training_config
+from sentiment.config import (
+    ConfigError,
+    ServingConfig,
+    TrainingConfig,
+    load_serving_config,
+    load_training_config,
+)
+from training.reference import drift_reference_for
+from training.registry import ModelVersion, Registry
 
 
-@dataclass(frozen=True)
-class RegistryVersion:
-    name: str
-    version: str
-    alias: str
-    run_id: str
-    metrics: dict[str, float]
-    tags: dict[str, str]
-
-    @property
-    def uri(self) -> str:
-        return f"models:/{self.name}@{self.alias}"
-
-
-def bento_tag_for(bento_name: str, version: RegistryVersion) -> str:
+def bento_tag_for(bento_name: str, version: ModelVersion) -> str:
     return f"{bento_name}:v{version.version}-{version.run_id[:8]}"
 
 
-def resolve_alias(tracking_uri: str, name: str, alias: str) -> RegistryVersion:
-    import mlflow
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    mlflow.set_tracking_uri(tracking_uri)
-    client = MlflowClient()
-    try:
-        mv = client.get_model_version_by_alias(name, alias)
-    except MlflowException as exc:
-        raise LookupError(
-            f"no model version '{name}@{alias}' in the MLflow registry at {tracking_uri} "
-            f"({exc.error_code}); run `make train` first"
-        ) from None
-    run = client.get_run(mv.run_id) if mv.run_id else None
-    metrics = dict(run.data.metrics) if run else {}
-    return RegistryVersion(name, str(mv.version), alias, mv.run_id or "", metrics, dict(mv.tags))
-
-
-def bento_metadata(version: RegistryVersion) -> tuple[dict[str, str], dict[str, Any]]:
+def bento_metadata(version: ModelVersion) -> tuple[dict[str, str], dict[str, Any]]:
     """Labels (short strings for filtering) and metadata (provenance and metrics)."""
     labels = {
         "mlflow_model": version.name,
         "mlflow_version": version.version,
-        "mlflow_alias": version.alias,
+        "mlflow_alias": version.alias or "",
         "stage": "imported",
     }
     metadata: dict[str, Any] = {
         "mlflow_model_name": version.name,
         "mlflow_model_version": version.version,
-        "mlflow_alias": version.alias,
+        "mlflow_alias": version.alias or "",
         "mlflow_run_id": version.run_id,
-        "mlflow_uri": version.uri,
-        "temperature": float(
-            version.tags.get("temperature", version.metrics.get("temperature", 1))
-        ),
-        "max_length": int(version.tags.get("max_length", 128)),
+        "mlflow_uri": version.requested,
+        "temperature": version.temperature,
+        "max_length": version.max_length,
     }
     for key in ("best_accuracy", "best_f1", "best_precision", "best_recall", "best_loss"):
-        if key in version.metrics:
-            metadata[f"val_{key.removeprefix('best_')}"] = float(version.metrics[key])
+        if key in version.run_metrics:
+            metadata[f"val_{key.removeprefix('best_')}"] = float(version.run_metrics[key])
     return labels, metadata
 
 
-def import_alias(
-    tracking_uri: str,
-    name: str,
-    alias: str,
-    bento_name: str = "sentiment",
-    custom_objects: dict[str, Any] | None = None,
-) -> tuple[str, bool]:
-    """Import `name@alias` unless its tag is in the store already; returns (tag, imported)."""
+def in_store(tag: str) -> bool:
     import bentoml
     from bentoml.exceptions import NotFound
 
-    version = resolve_alias(tracking_uri, name, alias)
-    tag = bento_tag_for(bento_name, version)
     try:
         bentoml.models.get(tag)
-        return tag, False
     except NotFound:
-        pass
+        return False
+    return True
+
+
+def import_version(
+    version: ModelVersion,
+    bento_name: str = "sentiment",
+    custom_objects: dict[str, Any] | None = None,
+) -> tuple[str, bool]:
+    """Import `version` unless its tag is in the store already; returns (tag, imported)."""
+    import bentoml
+
+    tag = bento_tag_for(bento_name, version)
+    if in_store(tag):
+        return tag, False
     labels, metadata = bento_metadata(version)
+    # The pinned version URI, not the alias: the alias could move after it was resolved, and the
+    # weights must be those the drift reference and the metadata describe.
     model = bentoml.mlflow.import_model(
         tag,
-        version.uri,
+        version.version_uri,
         labels=labels,
         metadata=metadata,
         custom_objects=custom_objects,
     )
     return str(model.tag), True
+
+
+@dataclass(frozen=True)
+class Imported:
+    tag: str
+    version: ModelVersion
+    # False when the tag was in the store already (importing is then a no-op).
+    imported: bool
+
+
+def import_alias(training: TrainingConfig, serving: ServingConfig, alias: str) -> Imported:
+    """Import the version `alias` points to, with its drift reference.
+
+    The alias is resolved once, so the reference is made from the very version imported."""
+    registry = Registry(training.mlflow.tracking_uri)
+    version = registry.resolve_alias(
+        training.mlflow.registered_model_name, alias, with_run_metrics=True
+    )
+    tag = bento_tag_for(serving.model.name, version)
+    if in_store(tag):
+        return Imported(tag, version, imported=False)
+    # The model's predictions on SST-2 validation travel inside the Bento model as the
+    # reference for drift monitoring.
+    reference = drift_reference_for(registry, version, training, serving)
+    tag, imported = import_version(version, serving.model.name, custom_objects=reference)
+    return Imported(tag, version, imported)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,22 +133,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     alias = args.alias or training.mlflow.alias
     try:
-        # The model's predictions on SST-2 validation travel inside the Bento model as the
-        # reference for drift monitoring (None when the tag is in the store already).
-        from monitoring.reference import drift_reference_for
-
-        tag, imported = import_alias(
-            training.mlflow.tracking_uri,
-            training.mlflow.registered_model_name,
-            alias,
-            bento_name,
-            custom_objects=drift_reference_for(training, serving, alias),
-        )
+        result = import_alias(training, serving, alias)
     except LookupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    verb = "imported" if imported else "already in the store:"
-    print(f"{verb} {tag} from models:/{training.mlflow.registered_model_name}@{alias}")
+    verb = "imported" if result.imported else "already in the store:"
+    print(f"{verb} {result.tag} from models:/{training.mlflow.registered_model_name}@{alias}")
     return 0
 
 

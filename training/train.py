@@ -11,7 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from sentiment.calibration import expected_calibration_error, fit_temperature
+from sentiment.calibration import (
+    expected_calibration_error,
+    fit_temperature,
+    softmax_with_temperature,
+)
 from sentiment.config import (
     ConfigError,
     TrainingConfig,
@@ -26,8 +30,8 @@ from sentiment.data import (
     load_splits,
     sample_rows,
 )
-from sentiment.runtime import softmax_with_temperature
 from training.finetune import EpochResult, FinetuneResult, finetune
+from training.registry import Registry
 
 
 @dataclass
@@ -71,7 +75,6 @@ def log_and_register(
     n_train: int,
 ) -> TrainingOutcome:
     import mlflow
-    from mlflow import MlflowClient
     from transformers import pipeline
 
     labels = np.asarray(evaluation.labels)
@@ -97,9 +100,9 @@ def log_and_register(
         metadata={"temperature": temperature},
     )
     version = str(info.registered_model_version)
-    client = MlflowClient()
+    registry = Registry(cfg.mlflow.tracking_uri)
     name = cfg.mlflow.registered_model_name
-    client.set_registered_model_alias(name, cfg.mlflow.alias, version)
+    registry.set_alias(name, cfg.mlflow.alias, version)
     tags = {
         "val_accuracy": result.best_metrics["accuracy"],
         "val_f1": result.best_metrics["f1"],
@@ -108,8 +111,7 @@ def log_and_register(
         "base_model": cfg.model.base_model,
         "max_length": cfg.model.max_length,
     }
-    for key, value in tags.items():
-        client.set_model_version_tag(name, version, key, str(value))
+    registry.set_version_tags(name, version, tags)
     return TrainingOutcome(
         run.info.run_id,
         name,

@@ -19,6 +19,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from sentiment.labels import LABEL_NAMES
 from ui import charts, tables, views
 from ui.backend import ServiceBackend, UIBackend
 from ui.config import UIConfig, load_ui_config
@@ -336,7 +337,7 @@ def build_ui(backend: UIBackend, cfg: UIConfig | None = None) -> gr.Blocks:
                             color="sentiment",
                             color_map=color_map,
                             y_lim=[0, 1],
-                            sort=list(charts.LABELS),
+                            sort=list(LABEL_NAMES),
                             title="Probability of each sentiment",
                             y_axis_format=".0%",
                             height=220,
@@ -385,7 +386,7 @@ def build_ui(backend: UIBackend, cfg: UIConfig | None = None) -> gr.Blocks:
                             y="rows",
                             color="sentiment",
                             color_map=color_map,
-                            sort=list(charts.LABELS),
+                            sort=list(LABEL_NAMES),
                             y_lim=[0, None],
                             title="Sentiment distribution",
                             height=260,

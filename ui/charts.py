@@ -7,7 +7,8 @@ from typing import Any
 
 import pandas as pd
 
-LABELS = ("negative", "positive")
+from sentiment.labels import LABEL_NAMES
+
 COLORS = {"negative": "#e5484d", "positive": "#30a46c"}
 
 
@@ -15,14 +16,17 @@ def probability_frame(prediction: dict[str, Any]) -> pd.DataFrame:
     """One bar per class: the probability the model gives it."""
     probs = prediction["probabilities"]
     return pd.DataFrame(
-        {"sentiment": list(LABELS), "probability": [float(probs[label]) for label in LABELS]}
+        {
+            "sentiment": list(LABEL_NAMES),
+            "probability": [float(probs[label]) for label in LABEL_NAMES],
+        }
     )
 
 
 def distribution_frame(labels: Sequence[str]) -> pd.DataFrame:
     """Rows per predicted sentiment, every class present even at zero."""
-    counts = [sum(1 for label in labels if label == name) for name in LABELS]
-    return pd.DataFrame({"sentiment": list(LABELS), "rows": counts})
+    counts = [sum(1 for label in labels if label == name) for name in LABEL_NAMES]
+    return pd.DataFrame({"sentiment": list(LABEL_NAMES), "rows": counts})
 
 
 def bin_edges(low: float = 0.5, high: float = 1.0, width: float = 0.05) -> list[float]:
@@ -46,13 +50,13 @@ def confidence_histogram(
         raise ValueError("one label per confidence")
     edges = bin_edges(width=width)
     n_bins = len(edges) - 1
-    counts = {(b, name): 0 for b in range(n_bins) for name in LABELS}
+    counts = {(b, name): 0 for b in range(n_bins) for name in LABEL_NAMES}
     for conf, label in zip(confidences, labels, strict=True):
         index = min(max(int((float(conf) - edges[0]) // width), 0), n_bins - 1)
         # Floating point puts e.g. 0.55 just under its edge; count edges with the bin they open.
         if index + 1 < n_bins and float(conf) >= edges[index + 1]:
             index += 1
-        if label in LABELS:
+        if label in LABEL_NAMES:
             counts[(index, label)] += 1
     rows = [
         {
@@ -61,7 +65,7 @@ def confidence_histogram(
             "rows": counts[(b, name)],
         }
         for b in range(n_bins)
-        for name in LABELS
+        for name in LABEL_NAMES
     ]
     return pd.DataFrame(rows, columns=["confidence", "sentiment", "rows"])
 

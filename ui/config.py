@@ -8,15 +8,15 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from sentiment.config import CONFIG_DIR, _Strict, load_config
+from sentiment.config import CONFIG_DIR, StrictModel, load_config
 
 
-class SingleSection(_Strict):
+class SingleSection(StrictModel):
     max_text_chars: int = Field(default=5000, ge=1)
     log_by_default: bool = True
 
 
-class BatchSection(_Strict):
+class BatchSection(StrictModel):
     max_rows: int = Field(default=5000, ge=1)
     max_file_mb: float = Field(default=10, gt=0)
     batch_size: int = Field(default=32, ge=1)
@@ -24,7 +24,7 @@ class BatchSection(_Strict):
     log_by_default: bool = False
 
 
-class UIConfig(_Strict):
+class UIConfig(StrictModel):
     path: str = "/ui"
     # Seconds between refreshes of the monitoring figures on an open page.
     live_refresh_s: float = Field(default=15, ge=1)

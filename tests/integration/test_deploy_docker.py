@@ -14,11 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from deploy.bluegreen import BlueGreen, Names
+from deploy.config import EnvironmentSection, SmokeCase, SmokeSection
+from deploy.docker import DockerCli
+from deploy.smoke import SmokeReport, run_smoke
 from loadtests.servers import free_port
-from training.deploy.bluegreen import BlueGreen, Names
-from training.deploy.config import EnvironmentSection, SmokeCase, SmokeSection
-from training.deploy.docker import DockerCli
-from training.deploy.smoke import SmokeReport, run_smoke
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.docker]
 

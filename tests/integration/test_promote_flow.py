@@ -79,7 +79,7 @@ def test_validation_loop(registry: dict[str, str]) -> None:
     results = Path(env["RESULTS_DIR"])
 
     # --- evaluate -------------------------------------------------------------------------
-    done = run(env, "training.evaluate")
+    done = run(env, "evaluation")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "| accuracy |" in done.stdout and "| ROC AUC |" in done.stdout
     errors = list(csv.DictReader((results / "error_analysis.csv").open()))
@@ -95,7 +95,7 @@ def test_validation_loop(registry: dict[str, str]) -> None:
     assert c.list_artifacts(run_id, "evaluation/sst2_validation")
 
     # --- report (no production yet) -------------------------------------------------------
-    done = run(env, "training.report")
+    done = run(env, "evaluation.report")
     assert done.returncode == 0, done.stderr[-3000:]
     page = (results / "report.html").read_text()
     assert "No production model is registered" in page
@@ -104,7 +104,7 @@ def test_validation_loop(registry: dict[str, str]) -> None:
         assert (results / "report.pdf").read_bytes().startswith(b"%PDF")
 
     # --- first promotion: production is empty ---------------------------------------------
-    done = run(env, "training.promote")
+    done = run(env, "evaluation.promote")
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     assert "promoted v1 to @production" in done.stdout
     assert production(env) == "1" and history(env) == ["1"]
@@ -120,7 +120,7 @@ def test_validation_loop(registry: dict[str, str]) -> None:
         c.create_model_version("sentiment", source=v1.source, run_id=v1.run_id, tags=keep).version
     )
     c.set_registered_model_alias("sentiment", "candidate", v2)
-    done = run(env, "training.promote", PROMOTION_MIN_F1_MARGIN="0.01")
+    done = run(env, "evaluation.promote", PROMOTION_MIN_F1_MARGIN="0.01")
     assert done.returncode == 1, done.stdout + done.stderr[-3000:]
     assert "[FAIL] f1_vs_production" in done.stdout
     assert production(env) == "1"
@@ -130,12 +130,12 @@ def test_validation_loop(registry: dict[str, str]) -> None:
     assert rejected["promotion.compared_to"] == "1"
 
     # --- a looser margin lets it through -------------------------------------------------
-    done = run(env, "training.promote", PROMOTION_MIN_F1_MARGIN="-0.05")
+    done = run(env, "evaluation.promote", PROMOTION_MIN_F1_MARGIN="-0.05")
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     assert production(env) == v2 and history(env) == ["1", v2]
 
     # --- rollback, then a report of v2 beside production v1 ----------------------------
-    done = run(env, "training.promote", "rollback")
+    done = run(env, "evaluation.promote", "rollback")
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"v{v2} -> v1" in done.stdout
     assert production(env) == "1" and history(env) == ["1"]
@@ -143,12 +143,12 @@ def test_validation_loop(registry: dict[str, str]) -> None:
     log = json.loads(c.get_registered_model("sentiment").tags["production.log"])
     assert [e["event"] for e in log] == ["promote", "promote", "rollback"]
 
-    done = run(env, "training.report", "--model", v2)
+    done = run(env, "evaluation.report", "--model", v2)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "production v1" in (results / "report.html").read_text()
 
     # Nothing before v1: a clear one-line refusal.
-    done = run(env, "training.promote", "rollback")
+    done = run(env, "evaluation.promote", "rollback")
     assert done.returncode == 2
     assert done.stderr.strip() == (
         "error: no production version before v1 is recorded in the 'production.history' tag"
@@ -157,10 +157,10 @@ def test_validation_loop(registry: dict[str, str]) -> None:
 
 
 def test_bad_model_argument_is_one_line(registry: dict[str, str]) -> None:
-    done = run(registry, "training.evaluate", "--model", "runs:/x/model")
+    done = run(registry, "evaluation", "--model", "runs:/x/model")
     assert done.returncode == 2
     assert done.stderr.startswith("error: cannot read MODEL='runs:/x/model'")
-    done = run(registry, "training.evaluate", "--model", "champion")
+    done = run(registry, "evaluation", "--model", "champion")
     assert done.returncode == 2
     assert "no model version models:/sentiment@champion" in done.stderr
     assert "Traceback" not in done.stderr

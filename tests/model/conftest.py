@@ -11,20 +11,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from training.behaviour import Predict, runtime_predict
+from evaluation.behaviour import Predict, classifier_predict
 
 
 @pytest.fixture(scope="session")
 def model_predict() -> Iterator[Predict]:
+    from evaluation.predict import downloaded_model, load_classifier
+    from evaluation.settings import load_evaluation_config
     from sentiment.config import load_training_config
-    from training.evaluate import (
-        downloaded_model,
-        load_evaluation_config,
-        load_runtime,
-        model_uri,
-        registry_client,
-        resolve_model,
-    )
+    from training.registry import Registry, model_uri
 
     named = os.environ.get("BEHAVIOUR_MODEL")
     if not named:
@@ -34,10 +29,11 @@ def model_predict() -> Iterator[Predict]:
         )
     registry = load_training_config().mlflow
     uri = model_uri(named, registry.registered_model_name, registry.alias)
-    ref = resolve_model(uri, registry_client(registry.tracking_uri))
-    with downloaded_model(ref) as (weights, tokenizer):
-        runtime = load_runtime(
+    mlflow_registry = Registry(registry.tracking_uri)
+    ref = mlflow_registry.resolve(uri)
+    with downloaded_model(mlflow_registry, ref) as (weights, tokenizer):
+        classifier = load_classifier(
             ref, weights, tokenizer, load_evaluation_config().evaluation.as_served
         )
     print(f"behavioural tests against {ref.label}")
-    yield runtime_predict(runtime)
+    yield classifier_predict(classifier)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from training.behaviour import CASES, Case, Predict, run_case, run_suite
-from training.promote import load_promotion_config
+from evaluation.behaviour import CASES, Case, Predict, run_case, run_suite
+from evaluation.promote import load_promotion_config
 
 pytestmark = pytest.mark.model
 

@@ -1,0 +1,1 @@
+"""Blue-green deployment of the service image with Docker (`python -m deploy`)."""

@@ -1,0 +1,281 @@
+"""The model at serving time: load the imported weights and classify batches of texts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sentiment.calibration import softmax_with_temperature
+from sentiment.config import ServingModelSection
+from sentiment.labels import LABEL_NAMES
+from serving.int8 import quantize_int8
+from serving.packed import packed_forward, supports_packing
+from serving.store import BENTO_TOKENIZER_SUBDIR, BENTO_WEIGHTS_SUBDIR, ModelNotFoundError
+
+
+@dataclass
+class TextPrediction:
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+    n_tokens: int
+    n_chars: int
+    # Share of word pieces that are [UNK] or continuation pieces ("##..."): a vocabulary-fit signal.
+    subword_ratio: float
+    unk_ratio: float
+    embedding: list[float] | None = field(default=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "confidence": self.confidence,
+            "probabilities": self.probabilities,
+            "n_tokens": self.n_tokens,
+            "n_chars": self.n_chars,
+            "subword_ratio": self.subword_ratio,
+            "unk_ratio": self.unk_ratio,
+            "embedding": self.embedding,
+        }
+
+
+def serving_options(model_cfg: ServingModelSection) -> dict[str, Any]:
+    """The runtime keyword arguments that the serving config decides, for every place that
+    must predict exactly as the service does (service, drift reference, benchmarks, evaluation).
+
+    Not the thread count: it changes no prediction, and offline tools should use every core
+    whatever each serving model process gets."""
+    return {
+        "device": model_cfg.device,
+        "quantize": model_cfg.quantize,
+        "sort_by_length": model_cfg.sort_by_length,
+        "chunk_size": model_cfg.forward_chunk_size,
+        "overhead_tokens": model_cfg.forward_overhead_tokens,
+        "skip_padding": model_cfg.skip_padding,
+    }
+
+
+def resolve_device(requested: str) -> torch.device:
+    if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def padding_aware_chunks(
+    lengths: Sequence[int], max_chunk: int, overhead_tokens: int
+) -> list[list[int]]:
+    """Split a batch into forward passes that waste the least compute, shortest texts first.
+
+    A pass over n texts padded to the longest one's length L costs about
+    overhead_tokens + n * L token-units (the fixed part is each pass's per-layer launch and
+    bookkeeping, measured on CPU). The indices, sorted by length, are cut into contiguous
+    passes of at most max_chunk texts so that the sum of those costs is the smallest possible:
+    few passes when lengths are alike, more where one long text would pad many short ones.
+    """
+    if max_chunk < 1 or overhead_tokens < 0:
+        raise ValueError("max_chunk must be >= 1 and overhead_tokens >= 0")
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    size = len(order)
+    # best[j]: the cheapest split of the j shortest texts; start[j]: where its last pass begins.
+    best = [0] * (size + 1)
+    start = [0] * (size + 1)
+    for j in range(1, size + 1):
+        longest = lengths[order[j - 1]]
+        choices = range(max(0, j - max_chunk), j)
+        start[j] = min(choices, key=lambda i: best[i] + (j - i) * longest)
+        best[j] = best[start[j]] + overhead_tokens + (j - start[j]) * longest
+    chunks: list[list[int]] = []
+    j = size
+    while j:
+        chunks.append(order[start[j] : j])
+        j = start[j]
+    return chunks[::-1]
+
+
+def pad_rows(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded input ids and their attention mask for one forward pass."""
+    width = max(len(row) for row in rows)
+    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for r, row in enumerate(rows):
+        ids[r, : len(row)] = row
+        mask[r, : len(row)] = 1
+    return torch.from_numpy(ids), torch.from_numpy(mask)
+
+
+class Classifier:
+    """A fine-tuned sequence classifier with its tokenizer, ready for batched inference."""
+
+    def __init__(
+        self,
+        weights_dir: str | Path,
+        tokenizer_dir: str | Path | None = None,
+        *,
+        max_length: int = 128,
+        device: str = "auto",
+        quantize: bool = False,
+        num_threads: int = 0,
+        sort_by_length: bool = True,
+        chunk_size: int = 64,
+        overhead_tokens: int = 300,
+        skip_padding: bool = False,
+        temperature: float = 1.0,
+    ) -> None:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        if num_threads > 0:
+            torch.set_num_threads(num_threads)
+        self.device = resolve_device(device)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir or weights_dir))
+        model = AutoModelForSequenceClassification.from_pretrained(str(weights_dir))
+        model.eval()
+        self.quantized = False
+        if self.device.type == "cuda":
+            model = model.to(self.device)
+            # fp16 only where it keeps the predictions: checked once on a probe batch below.
+            self.half_precision = True
+        else:
+            self.half_precision = False
+            if quantize:
+                model = quantize_int8(model)
+                self.quantized = True
+        self.model = model
+        # Measured on CPU only; on a GPU padding costs little next to the per-pass launch cost.
+        self.packed = skip_padding and self.device.type == "cpu" and supports_packing(model)
+        self.max_length = max_length
+        self.sort_by_length = sort_by_length
+        self.chunk_size = chunk_size
+        self.overhead_tokens = overhead_tokens
+        self.temperature = temperature
+        id2label = getattr(model.config, "id2label", None) or {}
+        self.labels = [str(id2label.get(i, LABEL_NAMES[i])).lower() for i in range(2)]
+        self._unk_id = self.tokenizer.unk_token_id
+        self._pad_id = self.tokenizer.pad_token_id or 0
+        self._token_types = "token_type_ids" in self.tokenizer.model_input_names
+        self._special_ids = set(self.tokenizer.all_special_ids)
+        if self.half_precision:
+            self._check_half_precision()
+
+    @classmethod
+    def from_bento_model(cls, bento_model: Any, **kwargs: Any) -> Classifier:
+        weights = Path(bento_model.path_of(BENTO_WEIGHTS_SUBDIR))
+        tokenizer = Path(bento_model.path_of(BENTO_TOKENIZER_SUBDIR))
+        if not (weights / "config.json").is_file():
+            raise ModelNotFoundError(
+                f"{bento_model.tag} holds no transformers weights at {BENTO_WEIGHTS_SUBDIR}"
+            )
+        metadata = dict(getattr(bento_model.info, "metadata", {}) or {})
+        kwargs.setdefault("temperature", float(metadata.get("temperature", 1.0)))
+        return cls(weights, tokenizer if tokenizer.is_dir() else weights, **kwargs)
+
+    def _check_half_precision(self) -> None:
+        probe = [
+            "a gripping, beautifully acted film",
+            "dull and lifeless from start to finish",
+            "not bad at all",
+            "the plot is thin but the performances carry it",
+        ]
+        full = self._logits(probe).argmax(axis=1)
+        self.model = self.model.half()
+        half = self._logits(probe).argmax(axis=1)
+        if not np.array_equal(full, half):
+            self.model = self.model.float()
+            self.half_precision = False
+
+    def _encode(self, texts: list[str]) -> list[list[int]]:
+        """Token ids per text, truncated, unpadded: padding is decided per forward pass."""
+        return list(self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"])
+
+    @torch.inference_mode()
+    def _forward(
+        self, rows: list[list[int]], with_embeddings: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        ids, mask = pad_rows(rows, self._pad_id)
+        if self.packed:
+            packed_logits, mean = packed_forward(self.model, ids, mask, with_embeddings)
+            return packed_logits.float().numpy(), None if mean is None else mean.float().numpy()
+        enc = {"input_ids": ids, "attention_mask": mask}
+        if self._token_types:
+            enc["token_type_ids"] = torch.zeros_like(ids)
+        enc = {k: v.to(self.device) for k, v in enc.items()}
+        out = self.model(**enc, output_hidden_states=with_embeddings)
+        logits = out.logits.float().cpu().numpy()
+        pooled = None
+        if with_embeddings:
+            hidden = out.hidden_states[-1].float()
+            weights = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = ((hidden * weights).sum(1) / weights.sum(1).clamp(min=1)).cpu().numpy()
+        return logits, pooled
+
+    def _logits(self, texts: list[str]) -> np.ndarray:
+        return self._forward(self._encode(texts), with_embeddings=False)[0]
+
+    def predict(
+        self, texts: Sequence[str], *, with_embeddings: bool = False
+    ) -> list[TextPrediction]:
+        """Classify texts; overlong texts are truncated to max_length tokens."""
+        texts = list(texts)
+        if not texts:
+            return []
+        rows = self._encode(texts)
+        if self.sort_by_length:
+            chunks = padding_aware_chunks(
+                [len(row) for row in rows], self.chunk_size, self.overhead_tokens
+            )
+        else:
+            chunks = [
+                list(range(i, min(i + self.chunk_size, len(texts))))
+                for i in range(0, len(texts), self.chunk_size)
+            ]
+        results: list[TextPrediction | None] = [None] * len(texts)
+        for chunk in chunks:
+            logits, pooled = self._forward([rows[i] for i in chunk], with_embeddings)
+            probs = softmax_with_temperature(logits, self.temperature)
+            for row, index in enumerate(chunk):
+                results[index] = self._prediction(
+                    texts[index],
+                    probs[row],
+                    rows[index],
+                    None if pooled is None else pooled[row],
+                )
+        return [r for r in results if r is not None]
+
+    def _prediction(
+        self, text: str, probs: np.ndarray, ids: list[int], embedding: np.ndarray | None
+    ) -> TextPrediction:
+        pieces = [i for i in ids if i not in self._special_ids or i == self._unk_id]
+        n_tokens = len(pieces)
+        unk = sum(1 for i in pieces if i == self._unk_id)
+        tokens = self.tokenizer.convert_ids_to_tokens(pieces)
+        sub = sum(1 for t in tokens if t.startswith("##"))
+        best = int(probs.argmax())
+        return TextPrediction(
+            label=self.labels[best],
+            confidence=float(probs[best]),
+            probabilities={self.labels[i]: float(probs[i]) for i in range(len(self.labels))},
+            n_tokens=n_tokens,
+            n_chars=len(text),
+            subword_ratio=(sub + unk) / n_tokens if n_tokens else 0.0,
+            unk_ratio=unk / n_tokens if n_tokens else 0.0,
+            embedding=None if embedding is None else embedding.tolist(),
+        )
+
+
+def predict_in_chunks(
+    classifier: Classifier, texts: Sequence[str], batch_size: int = 64, desc: str = "predicting"
+) -> list[dict[str, Any]]:
+    """Prediction dicts (embeddings included) for many texts, with a progress bar: what offline
+    tools (the drift reference, the drift check and benchmark) feed to monitoring."""
+    from tqdm import tqdm
+
+    out: list[dict[str, Any]] = []
+    with tqdm(total=len(texts), desc=desc, unit="text", leave=False) as bar:
+        for start in range(0, len(texts), batch_size):
+            chunk = list(texts[start : start + batch_size])
+            out.extend(p.to_dict() for p in classifier.predict(chunk, with_embeddings=True))
+            bar.update(len(chunk))
+    return out

@@ -1,0 +1,112 @@
+from pathlib import Path
+
+import pytest
+
+from sentiment.config import (
+    PACKAGED_MINILM,
+    SERVING_ENV,
+    TRAINING_ENV,
+    ConfigError,
+    ServingConfig,
+    TrainingConfig,
+    apply_env_overrides,
+    load_config,
+    load_serving_config,
+    load_training_config,
+)
+
+
+def test_env_override_writes_nested_value_without_touching_the_original() -> None:
+    raw = {"mlflow": {"alias": "candidate"}, "model": {"max_length": 64}}
+    merged = apply_env_overrides(raw, {"MODEL_ALIAS": ("mlflow", "alias")}, {"MODEL_ALIAS": "prod"})
+    assert merged["mlflow"]["alias"] == "prod"
+    assert raw["mlflow"]["alias"] == "candidate"
+    assert merged["model"] == {"max_length": 64}
+
+
+def test_empty_env_value_is_ignored() -> None:
+    merged = apply_env_overrides({}, {"X": ("a", "b")}, {"X": ""})
+    assert merged == {}
+
+
+def test_shipped_profiles_parse() -> None:
+    full = load_training_config("configs/training_config.yaml", env={})
+    quick = load_training_config("configs/training_quick.yaml", env={})
+    assert full.model.base_model == PACKAGED_MINILM
+    assert full.training.max_train_samples is None
+    assert quick.training.max_train_samples == 3000
+    assert quick.training.epochs == 1
+    assert full.mlflow.alias == "candidate"
+
+
+def test_training_env_overrides_are_typed() -> None:
+    cfg = load_training_config(
+        "configs/training_quick.yaml",
+        env={"MAX_TRAIN_SAMPLES": "500", "MLFLOW_TRACKING_URI": "http://127.0.0.1:5003"},
+    )
+    assert cfg.training.max_train_samples == 500
+    assert cfg.mlflow.tracking_uri == "http://127.0.0.1:5003"
+
+
+def test_config_env_var_selects_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("training: {epochs: 7}\n")
+    assert load_training_config(env={"CONFIG": str(path)}).training.epochs == 7
+
+
+def test_serving_overrides() -> None:
+    cfg = load_serving_config(
+        env={
+            "SENTIMENT_MODEL_TAG": "sentiment:v3-abc",
+            "SENTIMENT_QUANTIZE": "false",
+            "PORT": "4000",
+            "SENTIMENT_WORKERS": "2",
+        }
+    )
+    assert cfg.model.tag == "sentiment:v3-abc"
+    assert cfg.model.quantize is False
+    assert cfg.api.port == 4000
+    assert cfg.api.workers == 2
+    assert load_serving_config(env={}).model.quantize is True
+
+
+def test_service_options_follow_the_serving_config() -> None:
+    from serving.http import service_options
+
+    quiet = service_options(load_serving_config(env={}))
+    assert quiet["logging"] == {"access": {"enabled": False}}
+    assert quiet["tracing"] == {"excluded_urls": "/predict"}
+    assert quiet["workers"] == 1
+    assert quiet["traffic"] == {"timeout": 60.0, "max_concurrency": 64}
+    env = {"SENTIMENT_ACCESS_LOG": "true", "SENTIMENT_TRACE_PREDICT": "true"}
+    loud = service_options(load_serving_config(env=env))
+    assert loud["logging"] == {"access": {"enabled": True}}
+    assert loud["tracing"] == {"excluded_urls": ""}
+
+
+def test_unknown_key_is_a_one_line_error(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("training: {epochz: 3}\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: training.epochz: Extra inputs"):
+        load_config(TrainingConfig, path, TRAINING_ENV, env={})
+
+
+def test_bad_value_names_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("batching: {max_batch_size: 0}\n")
+    with pytest.raises(ConfigError, match=r"batching\.max_batch_size"):
+        load_config(ServingConfig, path, SERVING_ENV, env={})
+
+
+def test_missing_file() -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(ServingConfig, "nope.yaml", SERVING_ENV, env={})
+
+
+def test_with_model_changes_only_the_model_settings_named() -> None:
+    cfg = load_serving_config(env={})
+    changed = cfg.with_model(num_threads=0, processes=0)
+    assert (changed.model.num_threads, changed.model.processes) == (0, 0)
+    assert changed.model.quantize == cfg.model.quantize
+    assert changed.batching == cfg.batching and changed.api == cfg.api
+    assert (cfg.model.num_threads, cfg.model.processes) == (1, 2)

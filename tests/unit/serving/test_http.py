@@ -1,0 +1,110 @@
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from serving.http import (
+    Limits,
+    PredictGuard,
+    RequestError,
+    format_prediction,
+    parse_predict_body,
+    predict_response,
+)
+
+LIMITS = Limits(max_texts=3, max_text_chars=10, max_request_bytes=200)
+
+
+def test_valid_body() -> None:
+    req = parse_predict_body(b'{"texts": ["good"], "return_probabilities": true}', LIMITS)
+    assert req.texts == ["good"] and req.return_probabilities is True
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (b"nope", 400, "body is not valid JSON"),
+        (b'"x"', 400, "must be a JSON object"),
+        (b'{"text": ["a"]}', 400, "unknown field(s): text"),
+        (b"{}", 400, "missing field 'texts'"),
+        (b'{"texts": []}', 400, "'texts' is empty"),
+        (b'{"texts": [null]}', 400, "texts[0] is NoneType, not a string"),
+        (b'{"texts": [""]}', 400, "texts[0] is empty"),
+        (b'{"texts": ["a","b","c","d"]}', 413, "4 texts is more than the limit of 3"),
+        (b'{"texts": ["01234567890"]}', 413, "texts[0] has 11 characters"),
+        (b'{"texts": ["a"], "return_probabilities": 1}', 400, "must be true or false"),
+        (b" " * 201, 413, "request body over 200 bytes"),
+    ],
+)
+def test_rejections(body: bytes, status: int, message: str) -> None:
+    with pytest.raises(RequestError) as info:
+        parse_predict_body(body, LIMITS)
+    assert info.value.status == status
+    assert message in str(info.value)
+
+
+def test_format_prediction_rounds_and_hides_probabilities() -> None:
+    raw = {
+        "label": "positive",
+        "confidence": 0.91234567,
+        "probabilities": {"positive": 0.91234567, "negative": 0.08765433},
+    }
+    assert format_prediction(raw, False) == {"sentiment": "positive", "confidence": 0.912346}
+    assert format_prediction(raw, True)["probabilities"] == {
+        "positive": 0.912346,
+        "negative": 0.087654,
+    }
+    body = predict_response([raw], False, "v1")
+    assert body["model_version"] == "v1" and body["timestamp"].endswith("+00:00")
+
+
+def run_guard(
+    body: bytes, method: str = "POST", path: str = "/predict"
+) -> tuple[int, Any, list[bytes]]:
+    seen: list[bytes] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        message = await receive()
+        seen.append(message["body"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    sent: list[dict[str, Any]] = []
+    chunks = [body[:5], body[5:]]
+
+    async def receive() -> dict[str, Any]:
+        chunk = chunks.pop(0)
+        return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    guard = PredictGuard(app, LIMITS)
+    scope = {"type": "http", "path": path, "method": method}
+    asyncio.run(guard(scope, receive, send))
+    status = sent[0]["status"]
+    payload = sent[1]["body"]
+    return status, payload, seen
+
+
+def test_guard_replays_a_good_body_to_the_app() -> None:
+    status, payload, seen = run_guard(b'{"texts": ["good"]}')
+    assert status == 200 and payload == b"ok"
+    assert seen == [b'{"texts": ["good"]}']
+
+
+def test_guard_answers_bad_body_itself() -> None:
+    status, payload, seen = run_guard(b'{"texts": []}')
+    assert status == 400 and seen == []
+    assert json.loads(payload) == {"error": "'texts' is empty; send at least one text"}
+
+
+def test_guard_refuses_get() -> None:
+    status, _, seen = run_guard(b"", method="GET")
+    assert status == 405 and seen == []
+
+
+def test_guard_passes_other_paths() -> None:
+    status, _, seen = run_guard(b"anything", path="/health")
+    assert status == 200 and seen == [b"anyth"]

@@ -1,0 +1,112 @@
+"""Model processes: real child processes with a fake model, so no weights are needed."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from sentiment.config import ServingConfig, load_serving_config
+from serving.replicas import InProcessReplica, ReplicaPool, start_replicas
+
+
+class FakeReplica:
+    """Upper-cases texts and reports its pid; "bad" raises, "crash" kills the process."""
+
+    def classify(self, texts: list[str]) -> list[dict[str, Any]]:
+        if "crash" in texts:
+            os._exit(3)
+        if "bad" in texts:
+            raise ValueError("cannot classify 'bad'")
+        return [{"label": t.upper(), "pid": os.getpid()} for t in texts]
+
+    def info(self) -> dict[str, Any]:
+        return {"tag": "fake:v1"}
+
+
+def fake_loader(cfg: ServingConfig) -> FakeReplica:
+    return FakeReplica()
+
+
+def flaky_loader(cfg: ServingConfig) -> FakeReplica:
+    if os.environ.get("FAKE_MODEL_LOAD_FAILS") == "1":
+        raise OSError("model store unreachable")
+    return FakeReplica()
+
+
+def failing_loader(cfg: ServingConfig) -> FakeReplica:
+    raise FileNotFoundError("no model 'sentiment:latest' in the store")
+
+
+@pytest.fixture
+def pool() -> Any:
+    model = ReplicaPool(load_serving_config(env={}), 2, loader=fake_loader)
+    yield model
+    model.close()
+
+
+def test_batches_run_in_child_processes(pool: ReplicaPool) -> None:
+    assert pool.concurrency == 2
+    assert pool.info() == {"tag": "fake:v1", "model_processes": 2}
+    result = pool.classify(["a", "b"])
+    assert [r["label"] for r in result] == ["A", "B"]
+    assert result[0]["pid"] != os.getpid()
+    with ThreadPoolExecutor(2) as threads:
+        pids = {r[0]["pid"] for r in threads.map(pool.classify, [["x"]] * 20)}
+    assert pids <= {p.process.pid for p in pool._replicas}
+
+
+def test_a_model_error_fails_the_batch_and_the_process_goes_on(pool: ReplicaPool) -> None:
+    with pytest.raises(RuntimeError, match="ValueError: cannot classify 'bad'"):
+        pool.classify(["ok", "bad"])
+    assert pool.classify(["ok"])[0]["label"] == "OK"
+
+
+def test_a_dead_model_process_is_replaced(pool: ReplicaPool) -> None:
+    before = {p.process.pid for p in pool._replicas}
+    with pytest.raises(RuntimeError, match="died during a batch"):
+        pool.classify(["crash"])
+    after = {p.process.pid for p in pool._replicas}
+    assert len(after) == 2 and after != before
+    with ThreadPoolExecutor(2) as threads:
+        labels = [r[0]["label"] for r in threads.map(pool.classify, [["y"]] * 4)]
+    assert labels == ["Y"] * 4
+
+
+def test_a_replacement_that_cannot_start_is_retried_on_the_next_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model = ReplicaPool(load_serving_config(env={}), 1, loader=flaky_loader)
+    try:
+        monkeypatch.setenv("FAKE_MODEL_LOAD_FAILS", "1")  # spawned processes inherit it
+        with pytest.raises(RuntimeError, match="failed to load: OSError: model store"):
+            model.classify(["crash"])
+        assert not model.alive()
+        monkeypatch.delenv("FAKE_MODEL_LOAD_FAILS")
+        assert model.classify(["ok"])[0]["label"] == "OK"
+        assert model.alive()
+    finally:
+        model.close()
+
+
+def test_alive_turns_false_when_a_model_process_is_gone(pool: ReplicaPool) -> None:
+    assert pool.alive()
+    victim = pool._replicas[0].process
+    victim.kill()
+    victim.join(timeout=5)
+    assert not pool.alive()
+
+
+def test_a_model_that_cannot_load_stops_the_start_with_its_reason() -> None:
+    with pytest.raises(RuntimeError, match="failed to load: FileNotFoundError: no model"):
+        ReplicaPool(load_serving_config(env={}), 1, loader=failing_loader)
+
+
+def test_start_model_keeps_the_model_in_process_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    created: list[ServingConfig] = []
+    monkeypatch.setattr(InProcessReplica, "__init__", lambda self, cfg: created.append(cfg))
+    cfg = load_serving_config(env={"SENTIMENT_MODEL_PROCESSES": "0"})
+    assert isinstance(start_replicas(cfg), InProcessReplica)
+    assert created == [cfg]

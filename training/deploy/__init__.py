@@ -1,1 +1,0 @@
-"""Blue-green deployment of the service image with Docker (`python -m training.deploy`)."""

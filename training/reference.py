@@ -1,0 +1,70 @@
+"""The drift reference that the import step puts inside the Bento model.
+
+The version is downloaded from the registry and run with the serving settings (quantisation,
+packing, device), so the reference holds the numbers the service will produce; monitoring's
+pure `build_reference` turns those predictions into what the drift tests compare against.
+Without the SST-2 files the model is imported with no reference and monitoring says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from monitoring.config import load_monitoring_config
+from monitoring.reference import CUSTOM_OBJECT_KEY, DriftReference, build_reference
+from sentiment.config import ServingConfig, TrainingConfig
+from sentiment.data import read_tsv, resolve_sst2_dir
+from serving.classifier import Classifier, predict_in_chunks, serving_options
+from serving.store import BENTO_TOKENIZER_SUBDIR, BENTO_WEIGHTS_SUBDIR
+from training.registry import ModelVersion, Registry
+
+logger = logging.getLogger("training.reference")
+
+
+def drift_reference_for(
+    registry: Registry, version: ModelVersion, training: TrainingConfig, serving: ServingConfig
+) -> dict[str, Any] | None:
+    """custom_objects for importing `version` into BentoML, or None without the SST-2 files."""
+    cfg = load_monitoring_config().reference
+    folder = resolve_sst2_dir(training.data.data_dir)
+    if folder is None or not (folder / f"{cfg.split}.tsv").is_file():
+        logger.warning("no SST-2 %s.tsv found: importing without a drift reference", cfg.split)
+        return None
+    data = read_tsv(folder / f"{cfg.split}.tsv")
+    reference = reference_for_version(registry, version, serving, data.texts, data.labels)
+    print(f"drift reference: {reference.describe()}")
+    return {CUSTOM_OBJECT_KEY: reference.to_dict()}
+
+
+def reference_for_version(
+    registry: Registry,
+    version: ModelVersion,
+    serving: ServingConfig,
+    texts: list[str],
+    true_labels: list[int],
+) -> DriftReference:
+    cfg = load_monitoring_config().reference
+    # The Bento model keeps the MLflow model under "mlflow_model/": same layout below it.
+    weights_sub = Path(BENTO_WEIGHTS_SUBDIR).relative_to("mlflow_model")
+    tokenizer_sub = Path(BENTO_TOKENIZER_SUBDIR).relative_to("mlflow_model")
+    with tempfile.TemporaryDirectory(prefix="drift-reference-") as tmp:
+        root = registry.download(version, tmp)
+        tokenizer = root / tokenizer_sub
+        classifier = Classifier(
+            root / weights_sub,
+            tokenizer if tokenizer.is_dir() else root / weights_sub,
+            max_length=version.max_length,
+            temperature=version.temperature,
+            **serving_options(serving.model),
+        )
+        predictions = predict_in_chunks(classifier, texts, cfg.batch_size, desc="drift reference")
+    return build_reference(
+        predictions,
+        true_labels,
+        max_embeddings=cfg.max_embeddings,
+        source=f"sst2/{cfg.split}",
+        labels=classifier.labels,
+    )
