@@ -39,6 +39,7 @@ LIMITS = Limits(
     max_texts=CONFIG.api.max_texts_per_request,
     max_text_chars=CONFIG.api.max_text_chars,
     max_request_bytes=CONFIG.api.max_request_bytes,
+    read_timeout_s=CONFIG.api.read_timeout_s,
 )
 
 

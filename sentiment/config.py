@@ -133,6 +133,8 @@ class ApiSection(StrictModel):
     max_texts_per_request: int = Field(64, ge=1)
     max_text_chars: int = Field(20_000, ge=1)
     max_request_bytes: int = Field(1_000_000, ge=1024)
+    # A /predict body must arrive within this; a slow or unterminated one is answered 408.
+    read_timeout_s: float = Field(10.0, gt=0)
     # Requests one worker works on at once; beyond that BentoML answers 429 at once.
     max_concurrency: int = Field(64, ge=1)
     # Server processes, each with its own batcher, model processes and monitor. Gradio keeps
@@ -168,6 +170,7 @@ SERVING_ENV: dict[str, tuple[str, ...]] = {
     "SENTIMENT_MAX_BATCH_SIZE": ("batching", "max_batch_size"),
     "SENTIMENT_MAX_LATENCY_MS": ("batching", "max_latency_ms"),
     "SENTIMENT_MAX_TEXTS": ("api", "max_texts_per_request"),
+    "SENTIMENT_READ_TIMEOUT_S": ("api", "read_timeout_s"),
     "SENTIMENT_MAX_CONCURRENCY": ("api", "max_concurrency"),
     "SENTIMENT_WORKERS": ("api", "workers"),
     "SENTIMENT_ACCESS_LOG": ("api", "access_log"),

@@ -1,7 +1,15 @@
-"""The HTTP contract of `/predict`: request checks, the ASGI guard, and the response shape."""
+"""The HTTP contract of `/predict`: request checks, the ASGI guard, and the response shape.
+
+The guard reads and checks the body before BentoML sees it, so every malformed body gets a
+one-line 4xx at once. Python's own JSON parser has two ways to fail that are not a
+JSONDecodeError: nesting deeper than the interpreter's recursion limit (RecursionError, after
+seconds of work at 100k levels) and integers over 4,300 digits (ValueError). The guard measures
+the nesting itself first, in one linear pass, and turns both into a 400.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +25,11 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+# A /predict body is an object holding a list of strings: 2 levels. Anything deeper than this
+# is not a request the API could accept, and it is refused before the parser recurses into it.
+MAX_JSON_DEPTH = 16
 
 
 class RequestError(ValueError):
@@ -44,6 +57,33 @@ class Limits:
     max_texts: int
     max_text_chars: int
     max_request_bytes: int
+    # The whole body must arrive within this; a slow or unterminated body is answered 408.
+    read_timeout_s: float = 10.0
+
+
+def json_depth(body: bytes) -> int:
+    """The deepest nesting of arrays and objects in a JSON text, strings skipped.
+
+    Linear in the body and without recursion, so it is safe on any input; it does not
+    validate the JSON (the parser does that once the depth is known to be small)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # closing quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
 
 
 @dataclass(frozen=True)
@@ -56,10 +96,18 @@ def parse_predict_body(body: bytes, limits: Limits) -> PredictRequest:
     """Check a raw /predict body; raise RequestError with a one-line reason."""
     if len(body) > limits.max_request_bytes:
         raise RequestError(f"request body over {limits.max_request_bytes} bytes", 413)
+    # Counting brackets runs at C speed; the byte-by-byte scan only when there are enough of
+    # them to nest too deep (a normal body has one of each).
+    brackets = body.count(b"[") + body.count(b"{")
+    if brackets > MAX_JSON_DEPTH and json_depth(body) > MAX_JSON_DEPTH:
+        raise RequestError(f"body is not valid JSON: nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RequestError(f"body is not valid JSON: {exc}") from None
+    except (ValueError, RecursionError):
+        # int() refuses more than sys.get_int_max_str_digits() digits with a plain ValueError.
+        raise RequestError("body is not valid JSON: a number in it is too long") from None
     return validate_predict_payload(payload, limits)
 
 
@@ -154,8 +202,17 @@ class PredictGuard:
             return
         body = bytearray()
         more = True
+        deadline = asyncio.get_running_loop().time() + self.limits.read_timeout_s
         while more:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(
+                    receive(), deadline - asyncio.get_running_loop().time()
+                )
+            except TimeoutError:
+                await _reply(
+                    send, 408, f"request body not received within {self.limits.read_timeout_s:g} s"
+                )
+                return
             if message["type"] == "http.disconnect":
                 return
             body.extend(message.get("body", b""))

@@ -106,8 +106,10 @@ def bento_env(
 def server(
     bento_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
-    """A real `bentoml serve service:SentimentAPI` on a free port."""
-    proc = ServerProcess.bentoml(bento_env, tmp_path_factory.mktemp("serve") / "bentoml.log")
+    """A real `bentoml serve service:SentimentAPI` on a free port (a 2-s body read timeout, so
+    the slow-body test is quick)."""
+    env = {**bento_env, "SENTIMENT_READ_TIMEOUT_S": "2"}
+    proc = ServerProcess.bentoml(env, tmp_path_factory.mktemp("serve") / "bentoml.log")
     try:
         proc.wait_ready()
         yield proc

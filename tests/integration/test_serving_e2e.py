@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -89,6 +91,44 @@ def test_bad_input_gets_a_clear_4xx(
     )
     assert resp.status_code == status, resp.text
     assert fragment in resp.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        (b'{"texts": ["a"], "return_probabilities": ' + b"9" * 5000 + b"}", "too long"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested deeper than"),
+        (b'{"texts": ' + b"[" * 10_000 + b"]" * 10_000 + b"}", "nested deeper than"),
+    ],
+)
+def test_bodies_the_json_parser_fails_on_get_a_400_at_once(
+    served_url: str, body: bytes, fragment: str
+) -> None:
+    started = time.perf_counter()
+    resp = httpx.post(
+        f"{served_url}/predict",
+        content=body,
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
+    assert time.perf_counter() - started < 2.0
+    assert resp.status_code == 400, resp.text
+    assert fragment in resp.json()["error"]
+
+
+def test_a_body_that_stops_arriving_gets_408(served_url: str) -> None:
+    """The server under test reads bodies for at most 2 s (tests/conftest.py)."""
+    host, port = served_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100\r\n\r\n{"texts": ['
+        )
+        started = time.perf_counter()
+        answer = conn.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b"request body not received within 2 s" in answer
+    assert time.perf_counter() - started < 6.0
 
 
 def test_overlong_text_is_truncated_not_rejected(served_url: str) -> None:

@@ -5,10 +5,12 @@ from typing import Any
 import pytest
 
 from serving.http import (
+    MAX_JSON_DEPTH,
     Limits,
     PredictGuard,
     RequestError,
     format_prediction,
+    json_depth,
     parse_predict_body,
     predict_response,
 )
@@ -108,3 +110,63 @@ def test_guard_refuses_get() -> None:
 def test_guard_passes_other_paths() -> None:
     status, _, seen = run_guard(b"anything", path="/health")
     assert status == 200 and seen == [b"anyth"]
+
+
+# --- bodies the JSON parser itself would fail on ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "depth"),
+    [
+        (b'{"texts": ["a"]}', 2),
+        (b"[[[]]]", 3),
+        (b'{"texts": ["[[[[{{{{", "]]"]}', 2),
+        (b'["\\"[[[", [[]]]', 3),
+        (b"1", 0),
+        (b"", 0),
+    ],
+)
+def test_json_depth_skips_strings_and_escapes(body: bytes, depth: int) -> None:
+    assert json_depth(body) == depth
+
+
+def test_deep_nesting_is_refused_before_parsing() -> None:
+    with pytest.raises(RequestError, match=f"nested deeper than {MAX_JSON_DEPTH} levels") as err:
+        parse_predict_body(b"[" * 100_000 + b"]" * 100_000, Limits(3, 10, 300_000))
+    assert err.value.status == 400
+    # At the limit the parser runs and the usual reason comes back.
+    at_limit = b"[" * MAX_JSON_DEPTH + b"]" * MAX_JSON_DEPTH
+    with pytest.raises(RequestError, match="must be a JSON object"):
+        parse_predict_body(at_limit, LIMITS)
+
+
+def test_brackets_inside_texts_are_not_nesting() -> None:
+    text = "[{" * 4
+    req = parse_predict_body(json.dumps({"texts": [text, text, text]}).encode(), LIMITS)
+    assert req.texts == [text, text, text]
+
+
+def test_an_integer_of_5000_digits_is_a_400() -> None:
+    body = b'{"texts": ["a"], "return_probabilities": ' + b"9" * 5000 + b"}"
+    with pytest.raises(RequestError, match="a number in it is too long") as err:
+        parse_predict_body(body, Limits(3, 10, 10_000))
+    assert err.value.status == 400
+
+
+def test_a_body_that_never_ends_gets_408() -> None:
+    sent: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("the app must not see a body that never arrived")
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.sleep(3600)
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    guard = PredictGuard(app, Limits(3, 10, 200, read_timeout_s=0.05))
+    asyncio.run(guard({"type": "http", "path": "/predict", "method": "POST"}, receive, send))
+    assert sent[0]["status"] == 408
+    assert json.loads(sent[1]["body"]) == {"error": "request body not received within 0.05 s"}
