@@ -44,8 +44,8 @@ LIMITS = Limits(
 
 
 async def health(request: Request) -> JSONResponse:
-    loaded = bentoml.get_current_service().model_loaded()
-    return JSONResponse(health_payload(loaded), status_code=200 if loaded else 503)
+    payload, status = health_payload(*bentoml.get_current_service().replicas_alive())
+    return JSONResponse(payload, status_code=status)
 
 
 async def model_info(request: Request) -> JSONResponse:
@@ -93,8 +93,9 @@ class SentimentAPI:
         await self.batcher.aclose()
         self.model.close()
 
-    def model_loaded(self) -> bool:
-        return self.model.alive()
+    def replicas_alive(self) -> tuple[int, int]:
+        """(running, configured) model replicas."""
+        return self.model.replicas_alive(), self.model.concurrency
 
     async def model_info(self) -> dict[str, Any]:
         return self.info

@@ -252,9 +252,20 @@ async def _reply(send: Send, status: int, message: str) -> None:
     await send({"type": "http.response.body", "body": data})
 
 
-def health_payload(model_loaded: bool) -> dict[str, Any]:
-    return {
-        "status": "healthy" if model_loaded else "unhealthy",
-        "model_loaded": model_loaded,
+def health_payload(replicas_alive: int, replicas: int) -> tuple[dict[str, Any], int]:
+    """`/health`'s answer and status code: 200 while any replica serves (degraded when some
+    are down: they are restarted on their next batch), 503 only when none does."""
+    if replicas_alive >= replicas:
+        status = "healthy"
+    elif replicas_alive > 0:
+        status = "degraded"
+    else:
+        status = "unhealthy"
+    payload = {
+        "status": status,
+        "model_loaded": replicas_alive > 0,
+        "replicas_alive": replicas_alive,
+        "replicas": replicas,
         "timestamp": now_iso(),
     }
+    return payload, 200 if replicas_alive > 0 else 503

@@ -48,7 +48,7 @@ class Replicas(Protocol):
 
     def info(self) -> dict[str, Any]: ...
 
-    def alive(self) -> bool: ...
+    def replicas_alive(self) -> int: ...
 
     def close(self) -> None: ...
 
@@ -67,8 +67,8 @@ class InProcessReplica:
     def info(self) -> dict[str, Any]:
         return {**self.replica.info(), "model_processes": 0}
 
-    def alive(self) -> bool:
-        return True
+    def replicas_alive(self) -> int:
+        return 1
 
     def close(self) -> None:
         pass
@@ -200,8 +200,10 @@ class ReplicaPool:
     def classify(self, texts: list[str]) -> list[dict[str, Any]]:
         replica = self._free.get()
         try:
-            if replica.conn.closed:
-                # Stopped after dying, and its replacement did not start then: try again now.
+            if replica.conn.closed or not replica.process.is_alive():
+                # Died between batches (killed, out of memory), or stopped after dying with a
+                # replacement that did not start then: start one now, and run this batch on it
+                # rather than answering it 500.
                 replica = self._replace(replica, None)
             return replica.call(texts)
         except (EOFError, BrokenPipeError, ConnectionResetError) as exc:
@@ -232,9 +234,9 @@ class ReplicaPool:
     def info(self) -> dict[str, Any]:
         return self._info
 
-    def alive(self) -> bool:
-        """Every model process is running (a dead one is replaced on its next batch)."""
-        return all(replica.process.is_alive() for replica in self._replicas)
+    def replicas_alive(self) -> int:
+        """How many model processes are running (a dead one is replaced on its next batch)."""
+        return sum(replica.process.is_alive() for replica in self._replicas)
 
     def close(self) -> None:
         for replica in self._replicas:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import socket
@@ -12,7 +13,10 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
+
+from loadtests.servers import ServerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -136,6 +140,39 @@ def test_overlong_text_is_truncated_not_rejected(served_url: str) -> None:
     resp = httpx.post(f"{served_url}/predict", json={"texts": [text]}, timeout=60)
     assert resp.status_code == 200, resp.text
     assert resp.json()["predictions"][0]["sentiment"] in ("positive", "negative")
+
+
+def model_processes(server_pid: int) -> list[psutil.Process]:
+    """The server's model replicas: the processes it spawned with multiprocessing."""
+    found = []
+    for proc in psutil.Process(server_pid).children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if "spawn_main" in " ".join(proc.cmdline()):
+                found.append(proc)
+    return found
+
+
+def test_health_stays_200_while_one_replica_is_killed(
+    served_url: str, server: ServerProcess
+) -> None:
+    replicas = model_processes(server.proc.pid)
+    assert len(replicas) == 2, [p.cmdline() for p in replicas]
+    replicas[0].kill()
+    replicas[0].wait(timeout=10)
+    health = httpx.get(f"{served_url}/health", timeout=30)
+    assert health.status_code == 200
+    assert (health.json()["status"], health.json()["replicas_alive"]) == ("degraded", 1)
+    # The dead replica is replaced on the batch it is handed; no request gets a 5xx meanwhile.
+    deadline = time.monotonic() + 60
+    statuses = []
+    while time.monotonic() < deadline:
+        statuses.append(
+            httpx.post(f"{served_url}/predict", json={"texts": ["fine"]}, timeout=60).status_code
+        )
+        if httpx.get(f"{served_url}/health", timeout=30).json()["status"] == "healthy":
+            break
+    assert set(statuses) == {200}
+    assert httpx.get(f"{served_url}/health", timeout=30).json()["replicas_alive"] == 2
 
 
 def test_concurrent_requests_share_batches(served_url: str) -> None:

@@ -10,6 +10,7 @@ from serving.http import (
     PredictGuard,
     RequestError,
     format_prediction,
+    health_payload,
     json_depth,
     parse_predict_body,
     predict_response,
@@ -170,3 +171,21 @@ def test_a_body_that_never_ends_gets_408() -> None:
     asyncio.run(guard({"type": "http", "path": "/predict", "method": "POST"}, receive, send))
     assert sent[0]["status"] == 408
     assert json.loads(sent[1]["body"]) == {"error": "request body not received within 0.05 s"}
+
+
+@pytest.mark.parametrize(
+    ("alive", "total", "status", "code"),
+    [
+        (2, 2, "healthy", 200),
+        (1, 2, "degraded", 200),
+        (0, 2, "unhealthy", 503),
+        (1, 1, "healthy", 200),
+    ],
+)
+def test_health_is_200_while_any_replica_serves(
+    alive: int, total: int, status: str, code: int
+) -> None:
+    payload, answered = health_payload(alive, total)
+    assert answered == code
+    assert (payload["status"], payload["model_loaded"]) == (status, alive > 0)
+    assert (payload["replicas_alive"], payload["replicas"]) == (alive, total)

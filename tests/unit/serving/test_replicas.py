@@ -83,20 +83,28 @@ def test_a_replacement_that_cannot_start_is_retried_on_the_next_batch(
         monkeypatch.setenv("FAKE_MODEL_LOAD_FAILS", "1")  # spawned processes inherit it
         with pytest.raises(RuntimeError, match="failed to load: OSError: model store"):
             model.classify(["crash"])
-        assert not model.alive()
+        assert model.replicas_alive() == 0
         monkeypatch.delenv("FAKE_MODEL_LOAD_FAILS")
         assert model.classify(["ok"])[0]["label"] == "OK"
-        assert model.alive()
+        assert model.replicas_alive() == 1
     finally:
         model.close()
 
 
-def test_alive_turns_false_when_a_model_process_is_gone(pool: ReplicaPool) -> None:
-    assert pool.alive()
+def test_a_replica_killed_between_batches_is_counted_and_replaced_before_its_next_batch(
+    pool: ReplicaPool,
+) -> None:
+    assert pool.replicas_alive() == 2
     victim = pool._replicas[0].process
     victim.kill()
     victim.join(timeout=5)
-    assert not pool.alive()
+    assert pool.replicas_alive() == 1
+    # Every batch is answered: the one handed the dead replica waits for its replacement.
+    with ThreadPoolExecutor(2) as threads:
+        labels = [r[0]["label"] for r in threads.map(pool.classify, [["y"]] * 4)]
+    assert labels == ["Y"] * 4
+    assert pool.replicas_alive() == 2
+    assert victim.pid not in {p.process.pid for p in pool._replicas}
 
 
 def test_a_model_that_cannot_load_stops_the_start_with_its_reason() -> None:
