@@ -131,6 +131,11 @@ def test_json_depth_skips_strings_and_escapes(body: bytes, depth: int) -> None:
     assert json_depth(body) == depth
 
 
+def test_json_depth_stops_once_past_the_limit() -> None:
+    assert json_depth(b"[" * 1000, stop_above=16) == 17
+    assert json_depth(b"[[]]" * 1000, stop_above=16) == 2
+
+
 def test_deep_nesting_is_refused_before_parsing() -> None:
     with pytest.raises(RequestError, match=f"nested deeper than {MAX_JSON_DEPTH} levels") as err:
         parse_predict_body(b"[" * 100_000 + b"]" * 100_000, Limits(3, 10, 300_000))
