@@ -23,7 +23,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -133,10 +133,16 @@ class ReplicaProcess:
         self.process.start()
         child.close()
 
+    def running(self) -> bool:
+        """The process has not exited. Read from its sentinel (a pipe that closes when it exits),
+        not from waitpid: if anything else in the server reaps the child first, waitpid fails
+        and `Process.is_alive()` keeps answering True for a dead process."""
+        return not wait([self.process.sentinel], timeout=0)
+
     def wait_ready(self, timeout: float) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while not self.conn.poll(0.2):
-            if not self.process.is_alive():
+            if not self.running():
                 raise RuntimeError(f"model process exited with code {self.process.exitcode}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"model process not ready after {timeout:.0f} s")
@@ -158,7 +164,7 @@ class ReplicaProcess:
         with contextlib.suppress(BrokenPipeError, OSError):
             self.conn.send(None)
         self.process.join(timeout=5)
-        if self.process.is_alive():
+        if self.running():
             self.process.kill()
         self.conn.close()
 
@@ -200,7 +206,7 @@ class ReplicaPool:
     def classify(self, texts: list[str]) -> list[dict[str, Any]]:
         replica = self._free.get()
         try:
-            if replica.conn.closed or not replica.process.is_alive():
+            if replica.conn.closed or not replica.running():
                 # Died between batches (killed, out of memory), or stopped after dying with a
                 # replacement that did not start then: start one now, and run this batch on it
                 # rather than answering it 500.
@@ -236,7 +242,7 @@ class ReplicaPool:
 
     def replicas_alive(self) -> int:
         """How many model processes are running (a dead one is replaced on its next batch)."""
-        return sum(replica.process.is_alive() for replica in self._replicas)
+        return sum(replica.running() for replica in self._replicas)
 
     def close(self) -> None:
         for replica in self._replicas:
