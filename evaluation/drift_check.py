@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from evaluation.predict import downloaded_model, load_classifier
+from evaluation.predict import load_classifier
 from evaluation.promote import load_promotion_config
 from evaluation.settings import load_evaluation_config
 from monitoring.config import load_monitoring_config
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     cfg = monitoring.drift
-    with downloaded_model(mlflow_registry, ref) as (weights, tokenizer):
+    with mlflow_registry.downloaded_transformers(ref) as (weights, tokenizer):
         classifier = load_classifier(ref, weights, tokenizer, evaluation.evaluation.as_served)
     batch_size = monitoring.reference.batch_size
     reference = build_reference(

@@ -13,7 +13,6 @@ from typing import Any
 from evaluation.outputs import cache_path, record, write_error_analysis
 from evaluation.predict import (
     classifier_predictor,
-    downloaded_model,
     evaluate_predictor,
     load_classifier,
 )
@@ -111,7 +110,7 @@ def evaluate_ref(
         if write_errors:
             write_error_analysis(ctx.results_dir / "error_analysis.csv", result)
         return result
-    with downloaded_model(ctx.registry(), ref) as (weights, tokenizer):
+    with ctx.registry().downloaded_transformers(ref) as (weights, tokenizer):
         classifier = load_classifier(ref, weights, tokenizer, ecfg.as_served)
         info = {
             "device": classifier.device.type,

@@ -4,10 +4,8 @@ with a progress bar, time single texts, and score the result."""
 from __future__ import annotations
 
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,27 +14,12 @@ from evaluation.scoring import EvaluationResult, percentile, score_predictions
 from evaluation.settings import EvaluationSection
 from sentiment.config import load_serving_config
 from sentiment.data import LabelledTexts
-from training.registry import ModelNotRegisteredError, ModelVersion, Registry
+from training.registry import ModelVersion
 
 if TYPE_CHECKING:
     from serving.classifier import Classifier
 
 Predictor = Callable[[list[str]], list[tuple[float, float]]]
-
-
-@contextmanager
-def downloaded_model(registry: Registry, ref: ModelVersion) -> Iterator[tuple[Path, Path]]:
-    """The version's transformers weights and tokenizer folders, in a temporary copy."""
-    with tempfile.TemporaryDirectory(prefix="sentiment-eval-") as tmp:
-        root = registry.download(ref, tmp)
-        weights = root / "model"
-        tokenizer = root / "components" / "tokenizer"
-        if not (weights / "config.json").is_file():
-            raise ModelNotRegisteredError(
-                f"{ref.version_uri} holds no transformers weights under model/ (is it a "
-                "mlflow.transformers model?)"
-            )
-        yield weights, tokenizer if tokenizer.is_dir() else weights
 
 
 def load_classifier(

@@ -23,7 +23,7 @@ from pydantic import Field
 
 from evaluation.behaviour import classifier_predict, run_suite
 from evaluation.evaluate import evaluate_ref, make_context
-from evaluation.predict import classifier_predictor, downloaded_model, load_classifier
+from evaluation.predict import classifier_predictor, load_classifier
 from sentiment.config import CONFIG_DIR, ConfigError, StrictModel, load_config, load_training_config
 from sentiment.data import DataUnavailableError
 from training.registry import Registry, model_uri
@@ -338,11 +338,11 @@ def promote(
     prod_eval = evaluate_ref(ctx, prod) if prod else None
     texts = ctx.data.texts
     serve = ctx.cfg.evaluation.as_served
-    with downloaded_model(registry, cand) as (weights, tokenizer):
+    with registry.downloaded_transformers(cand) as (weights, tokenizer):
         cand_classifier = load_classifier(cand, weights, tokenizer, serve)
     suite = run_suite(classifier_predict(cand_classifier))
     if prod is not None:
-        with downloaded_model(registry, prod) as (weights, tokenizer):
+        with registry.downloaded_transformers(prod) as (weights, tokenizer):
             prod_classifier = load_classifier(prod, weights, tokenizer, serve)
         cand_ms, prod_ms = paired_latency(
             [classifier_predictor(cand_classifier), classifier_predictor(prod_classifier)],

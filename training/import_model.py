@@ -63,16 +63,11 @@ def in_store(tag: str) -> bool:
 
 
 def import_version(
-    version: ModelVersion,
-    bento_name: str = "sentiment",
-    custom_objects: dict[str, Any] | None = None,
-) -> tuple[str, bool]:
-    """Import `version` unless its tag is in the store already; returns (tag, imported)."""
+    version: ModelVersion, tag: str, custom_objects: dict[str, Any] | None = None
+) -> str:
+    """Import `version` into the BentoML store as `tag`; returns the stored tag."""
     import bentoml
 
-    tag = bento_tag_for(bento_name, version)
-    if in_store(tag):
-        return tag, False
     labels, metadata = bento_metadata(version)
     # The pinned version URI, not the alias: the alias could move after it was resolved, and the
     # weights must be those the drift reference and the metadata describe.
@@ -83,7 +78,7 @@ def import_version(
         metadata=metadata,
         custom_objects=custom_objects,
     )
-    return str(model.tag), True
+    return str(model.tag)
 
 
 @dataclass(frozen=True)
@@ -108,8 +103,7 @@ def import_alias(training: TrainingConfig, serving: ServingConfig, alias: str) -
     # The model's predictions on SST-2 validation travel inside the Bento model as the
     # reference for drift monitoring.
     reference = drift_reference_for(registry, version, training, serving)
-    tag, imported = import_version(version, serving.model.name, custom_objects=reference)
-    return Imported(tag, version, imported)
+    return Imported(import_version(version, tag, custom_objects=reference), version, imported=True)
 
 
 def main(argv: list[str] | None = None) -> int:

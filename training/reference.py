@@ -9,16 +9,13 @@ Without the SST-2 files the model is imported with no reference and monitoring s
 from __future__ import annotations
 
 import logging
-import tempfile
-from pathlib import Path
 from typing import Any
 
-from monitoring.config import load_monitoring_config
+from monitoring.config import ReferenceSection, load_monitoring_config
 from monitoring.reference import CUSTOM_OBJECT_KEY, DriftReference, build_reference
 from sentiment.config import ServingConfig, TrainingConfig
 from sentiment.data import read_tsv, resolve_sst2_dir
 from serving.classifier import Classifier, predict_in_chunks, serving_options
-from serving.store import BENTO_TOKENIZER_SUBDIR, BENTO_WEIGHTS_SUBDIR
 from training.registry import ModelVersion, Registry
 
 logger = logging.getLogger("training.reference")
@@ -34,7 +31,7 @@ def drift_reference_for(
         logger.warning("no SST-2 %s.tsv found: importing without a drift reference", cfg.split)
         return None
     data = read_tsv(folder / f"{cfg.split}.tsv")
-    reference = reference_for_version(registry, version, serving, data.texts, data.labels)
+    reference = reference_for_version(registry, version, serving, cfg, data.texts, data.labels)
     print(f"drift reference: {reference.describe()}")
     return {CUSTOM_OBJECT_KEY: reference.to_dict()}
 
@@ -43,19 +40,14 @@ def reference_for_version(
     registry: Registry,
     version: ModelVersion,
     serving: ServingConfig,
+    cfg: ReferenceSection,
     texts: list[str],
     true_labels: list[int],
 ) -> DriftReference:
-    cfg = load_monitoring_config().reference
-    # The Bento model keeps the MLflow model under "mlflow_model/": same layout below it.
-    weights_sub = Path(BENTO_WEIGHTS_SUBDIR).relative_to("mlflow_model")
-    tokenizer_sub = Path(BENTO_TOKENIZER_SUBDIR).relative_to("mlflow_model")
-    with tempfile.TemporaryDirectory(prefix="drift-reference-") as tmp:
-        root = registry.download(version, tmp)
-        tokenizer = root / tokenizer_sub
+    with registry.downloaded_transformers(version) as (weights, tokenizer):
         classifier = Classifier(
-            root / weights_sub,
-            tokenizer if tokenizer.is_dir() else root / weights_sub,
+            weights,
+            tokenizer,
             max_length=version.max_length,
             temperature=version.temperature,
             **serving_options(serving.model),

@@ -12,7 +12,9 @@ registry, and stays with `training.train` and `evaluation`.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,8 +168,19 @@ class Registry:
         for key, value in tags.items():
             self.client.set_registered_model_tag(name, key, value)
 
-    def download(self, version: ModelVersion, dst: str | Path) -> Path:
-        """The version's artifacts, copied under `dst`."""
+    @contextmanager
+    def downloaded_transformers(self, version: ModelVersion) -> Iterator[tuple[Path, Path]]:
+        """The version's transformers weights and tokenizer folders (the mlflow.transformers
+        layout: `model/`, `components/tokenizer/`), in a temporary copy removed on exit."""
         from mlflow.artifacts import download_artifacts
 
-        return Path(download_artifacts(artifact_uri=version.version_uri, dst_path=str(dst)))
+        with tempfile.TemporaryDirectory(prefix="sentiment-model-") as tmp:
+            root = Path(download_artifacts(artifact_uri=version.version_uri, dst_path=tmp))
+            weights = root / "model"
+            tokenizer = root / "components" / "tokenizer"
+            if not (weights / "config.json").is_file():
+                raise ModelNotRegisteredError(
+                    f"{version.version_uri} holds no transformers weights under model/ (is it a "
+                    "mlflow.transformers model?)"
+                )
+            yield weights, tokenizer if tokenizer.is_dir() else weights

@@ -16,7 +16,7 @@ from evaluation.behaviour import Predict, classifier_predict
 
 @pytest.fixture(scope="session")
 def model_predict() -> Iterator[Predict]:
-    from evaluation.predict import downloaded_model, load_classifier
+    from evaluation.predict import load_classifier
     from evaluation.settings import load_evaluation_config
     from sentiment.config import load_training_config
     from training.registry import Registry, model_uri
@@ -31,7 +31,7 @@ def model_predict() -> Iterator[Predict]:
     uri = model_uri(named, registry.registered_model_name, registry.alias)
     mlflow_registry = Registry(registry.tracking_uri)
     ref = mlflow_registry.resolve(uri)
-    with downloaded_model(mlflow_registry, ref) as (weights, tokenizer):
+    with mlflow_registry.downloaded_transformers(ref) as (weights, tokenizer):
         classifier = load_classifier(
             ref, weights, tokenizer, load_evaluation_config().evaluation.as_served
         )

@@ -98,3 +98,24 @@ def test_set_alias_list_versions_and_model_tags(registry: Registry) -> None:
     assert registry.model_tags("sentiment") == {}
     registry.set_model_tags("sentiment", {"production.history": "[]"})
     assert registry.model_tags("sentiment") == {"production.history": "[]"}
+
+
+def test_downloaded_transformers_yields_weights_and_tokenizer_then_removes_them(
+    registry: Registry, tmp_path: Path
+) -> None:
+    version = registry.resolve_alias("sentiment", "candidate")
+    with (
+        pytest.raises(ModelNotRegisteredError, match="holds no transformers weights"),
+        registry.downloaded_transformers(version),
+    ):
+        pass
+    (tmp_path / "artifacts" / "model").mkdir(parents=True)
+    (tmp_path / "artifacts" / "model" / "config.json").write_text("{}")
+    with registry.downloaded_transformers(version) as (weights, tokenizer):
+        assert (weights / "config.json").read_text() == "{}"
+        # No tokenizer folder: the tokenizer is read from the weights folder.
+        assert tokenizer == weights
+    assert not weights.exists()
+    (tmp_path / "artifacts" / "components" / "tokenizer").mkdir(parents=True)
+    with registry.downloaded_transformers(version) as (weights, tokenizer):
+        assert (tokenizer.parts[-2:], weights.name) == (("components", "tokenizer"), "model")
