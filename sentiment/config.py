@@ -135,8 +135,14 @@ class ApiSection(StrictModel):
     max_request_bytes: int = Field(1_000_000, ge=1024)
     # A /predict body must arrive within this; a slow or unterminated one is answered 408.
     read_timeout_s: float = Field(10.0, gt=0)
-    # Requests one worker works on at once; beyond that BentoML answers 429 at once.
+    # Requests one worker works on at once; beyond that the request guard answers 429 at once,
+    # before reading the body (serving/http.py, AdmissionGate).
     max_concurrency: int = Field(64, ge=1)
+    # The Retry-After (seconds) sent with every 429 and 503.
+    retry_after_s: int = Field(1, ge=0)
+    # On SIGTERM: stop accepting, then wait up to this long for requests in flight to finish.
+    # Kubernetes' terminationGracePeriodSeconds must be longer.
+    drain_timeout_s: float = Field(20.0, ge=0)
     # Server processes, each with its own batcher, model processes and monitor. Gradio keeps
     # UI sessions in process memory, so the UI needs exactly one.
     workers: int = Field(1, ge=1)
@@ -172,6 +178,8 @@ SERVING_ENV: dict[str, tuple[str, ...]] = {
     "SENTIMENT_MAX_TEXTS": ("api", "max_texts_per_request"),
     "SENTIMENT_READ_TIMEOUT_S": ("api", "read_timeout_s"),
     "SENTIMENT_MAX_CONCURRENCY": ("api", "max_concurrency"),
+    "SENTIMENT_RETRY_AFTER_S": ("api", "retry_after_s"),
+    "SENTIMENT_DRAIN_TIMEOUT_S": ("api", "drain_timeout_s"),
     "SENTIMENT_WORKERS": ("api", "workers"),
     "SENTIMENT_ACCESS_LOG": ("api", "access_log"),
     "SENTIMENT_TRACE_PREDICT": ("api", "trace_predict"),
