@@ -7,6 +7,7 @@ processes beside the worker on CPU (serving/replicas.py).
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -19,8 +20,10 @@ from starlette.routing import Route
 
 from monitoring.hook import SERVICE_MONITORING, log_predictions, mark_model_loaded
 from monitoring.hook import monitoring_endpoint as monitoring_route
-from monitoring.metrics import observe_batch
-from sentiment.config import load_serving_config
+from monitoring.metrics import observe_batch, observe_replicas
+from sentiment.config import load_access_keys, load_serving_config
+from serving.admission import AdmissionGate, AdmissionState, install_drain
+from serving.auth import ApiKeyGuard
 from serving.batching import AdaptiveBatcher, Overloaded
 from serving.http import (
     Limits,
@@ -30,11 +33,14 @@ from serving.http import (
     predict_response,
     service_options,
 )
-from serving.replicas import start_replicas
+from serving.replicas import start_replicas, watch_replicas
 from serving.store import require_model
 from ui.app import mount_ui
+from ui.config import load_ui_config
 
 CONFIG = load_serving_config()
+KEYS = load_access_keys()
+ADMISSION = AdmissionState()
 LIMITS = Limits(
     max_texts=CONFIG.api.max_texts_per_request,
     max_text_chars=CONFIG.api.max_text_chars,
@@ -83,6 +89,9 @@ class SentimentAPI:
             on_batch=observe_batch,
             concurrency=self.model.concurrency,
         )
+        self.stopping = threading.Event()
+        watch_replicas(self.model, observe_replicas, self.stopping)
+        install_drain(ADMISSION, CONFIG.api.drain_timeout_s)
 
     @bentoml.on_startup
     def announce_model(self) -> None:
@@ -90,6 +99,7 @@ class SentimentAPI:
 
     @bentoml.on_shutdown
     async def stop_model(self) -> None:
+        self.stopping.set()
         await self.batcher.aclose()
         self.model.close()
 
@@ -116,5 +126,17 @@ class SentimentAPI:
         return JSONResponse(predict_response(raw, return_probabilities, self.info["version"]))
 
 
+# The first middleware added sees a request first: keys (when configured), then admission
+# (before any body is read), then the /predict body check.
 # bentoml.service returns a Service object; its stubs still type the decorated name as the class.
+if KEYS.enabled:
+    SentimentAPI.add_asgi_middleware(  # type: ignore[attr-defined]
+        ApiKeyGuard, keys=KEYS, ui_path=load_ui_config().path
+    )
+SentimentAPI.add_asgi_middleware(  # type: ignore[attr-defined]
+    AdmissionGate,
+    limit=CONFIG.api.max_concurrency,
+    retry_after_s=CONFIG.api.retry_after_s,
+    state=ADMISSION,
+)
 SentimentAPI.add_asgi_middleware(PredictGuard, limits=LIMITS)  # type: ignore[attr-defined]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -53,6 +54,7 @@ async def _run(
     duration_s: float,
     warmup_s: float,
     timeout_s: float,
+    honour_retry_after: bool,
 ) -> LoadResult:
     statuses: Counter[str] = Counter()
     errors: Counter[str] = Counter()
@@ -65,6 +67,7 @@ async def _run(
 
     async def client(worker: int) -> None:
         i = worker * 7919
+        rng = random.Random(worker)
         async with aiohttp.ClientSession(connector=connector, connector_owner=False) as session:
             while (now := time.perf_counter()) < stop_at:
                 batch = [texts[(i + k) % len(texts)] for k in range(texts_per_request)]
@@ -74,8 +77,10 @@ async def _run(
                     async with session.post(url, json={"texts": batch}, timeout=timeout) as resp:
                         await resp.read()
                         status = str(resp.status)
+                        backoff = retry_after_s(resp.status, resp.headers.get("Retry-After"))
                 except Exception as exc:  # a lost request: count it by type, keep going
                     status = "error"
+                    backoff = None
                     if now >= measure_from:
                         errors[type(exc).__name__] += 1
                 done = time.perf_counter()
@@ -83,6 +88,9 @@ async def _run(
                     statuses[status] += 1
                     if status == "200":
                         latencies.append((done - sent) * 1000)
+                if honour_retry_after and backoff is not None:
+                    # Jittered, so refused clients do not come back in one wave.
+                    await asyncio.sleep(min(backoff * rng.uniform(0.5, 1.5), stop_at - now))
 
     try:
         await asyncio.gather(*(client(w) for w in range(clients)))
@@ -102,6 +110,17 @@ async def _run(
     )
 
 
+def retry_after_s(status: int, header: str | None) -> float | None:
+    """Seconds a well-behaved client waits after this answer: Retry-After on a 429 or 503
+    (delay-seconds form; an HTTP date or garbage counts as 1 s), else None."""
+    if status not in (429, 503) or header is None:
+        return None
+    try:
+        return max(0.0, min(float(header), 60.0))
+    except ValueError:
+        return 1.0
+
+
 def run_load(
     url: str,
     texts: Sequence[str],
@@ -110,10 +129,25 @@ def run_load(
     duration_s: float = 10.0,
     warmup_s: float = 2.0,
     timeout_s: float = 60.0,
+    honour_retry_after: bool = True,
 ) -> LoadResult:
+    """`clients` closed-loop clients for `duration_s` after `warmup_s`. They honour Retry-After
+    as HTTP clients with a retry policy do (urllib3's Retry, for one); with
+    `honour_retry_after=False` they come back at once, the worst case for the server."""
     # uvloop: the load generator shares the cores with the server it measures, so its own CPU
     # per request should be as small as possible.
-    return uvloop.run(_run(url, texts, clients, texts_per_request, duration_s, warmup_s, timeout_s))
+    return uvloop.run(
+        _run(
+            url,
+            texts,
+            clients,
+            texts_per_request,
+            duration_s,
+            warmup_s,
+            timeout_s,
+            honour_retry_after,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -126,8 +126,35 @@ class BatchMetrics:
         self.wait.observe(record.oldest_wait_s)
 
 
+class ReplicaMetrics:
+    """Model processes running against configured: a process that died shows here at once
+    (`/health` says "degraded" too), before the next batch replaces it."""
+
+    def __init__(self, registry: Any = None) -> None:
+        import prometheus_client as prom
+
+        kw: dict[str, Any] = {"multiprocess_mode": "livesum"}
+        if registry is not None:
+            kw["registry"] = registry
+        self.alive = prom.Gauge("sentiment_model_processes_alive", "Model processes running", **kw)
+        self.configured = prom.Gauge(
+            "sentiment_model_processes", "Model processes configured", **kw
+        )
+        self.degraded = prom.Gauge(
+            "sentiment_degraded",
+            "1 while some model process of a worker is down (it still serves with the rest)",
+            **{**kw, "multiprocess_mode": "livemax"},
+        )
+
+    def observe(self, alive: int, configured: int) -> None:
+        self.alive.set(alive)
+        self.configured.set(configured)
+        self.degraded.set(1 if alive < configured else 0)
+
+
 _DEFAULT: MonitorMetrics | None = None
 _BATCH: BatchMetrics | None = None
+_REPLICAS: ReplicaMetrics | None = None
 _LOCK = threading.Lock()
 
 
@@ -148,3 +175,13 @@ def observe_batch(record: BatchRecord) -> None:
         if _BATCH is None:
             _BATCH = BatchMetrics()
     _BATCH.observe(record)
+
+
+def observe_replicas(alive: int, configured: int) -> None:
+    """The replica watch's hook: model processes running and configured, on the default
+    registry."""
+    global _REPLICAS
+    with _LOCK:
+        if _REPLICAS is None:
+            _REPLICAS = ReplicaMetrics()
+    _REPLICAS.observe(alive, configured)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = PROJECT_ROOT / "configs"
@@ -185,6 +185,61 @@ SERVING_ENV: dict[str, tuple[str, ...]] = {
     "SENTIMENT_TRACE_PREDICT": ("api", "trace_predict"),
     "PORT": ("api", "port"),
 }
+
+
+# --- access keys ------------------------------------------------------------------------------
+# Secrets come from the environment only (never a config file in the repository or the Bento).
+API_KEYS_ENV = "SENTIMENT_API_KEYS"  # comma-separated keys
+API_KEYS_FILE_ENV = (
+    "SENTIMENT_API_KEYS_FILE"  # one key per line; blank lines and # comments skipped
+)
+METRICS_KEY_ENV = "SENTIMENT_METRICS_KEY"  # bearer token Prometheus must send to /metrics
+MIN_KEY_CHARS = 16
+
+
+class AccessKeys(StrictModel):
+    """Keys for the API and UI, and for `/metrics`; empty = open (a trusted network only).
+    SecretStr: a key never shows in a repr, a log line or an error message."""
+
+    api_keys: tuple[SecretStr, ...] = ()
+    metrics_key: SecretStr | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.api_keys)
+
+
+def _checked_key(key: str, source: str) -> SecretStr:
+    if len(key) < MIN_KEY_CHARS:
+        raise ConfigError(f"{source}: a key shorter than {MIN_KEY_CHARS} characters")
+    if any(ch.isspace() or ord(ch) < 0x21 or ord(ch) > 0x7E for ch in key):
+        raise ConfigError(f"{source}: a key must be printable ASCII without spaces")
+    return SecretStr(key)
+
+
+def load_access_keys(env: Mapping[str, str] | None = None) -> AccessKeys:
+    """The keys from SENTIMENT_API_KEYS and SENTIMENT_API_KEYS_FILE (both may be set: their
+    keys add up) and SENTIMENT_METRICS_KEY. A bad key fails the start, naming only its source."""
+    env = os.environ if env is None else env
+    keys = [k.strip() for k in env.get(API_KEYS_ENV, "").split(",") if k.strip()]
+    checked = [_checked_key(k, API_KEYS_ENV) for k in keys]
+    if path := env.get(API_KEYS_FILE_ENV, "").strip():
+        try:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ConfigError(
+                f"{API_KEYS_FILE_ENV}: cannot read the file ({exc.strerror})"
+            ) from None
+        for line in lines:
+            if line.strip() and not line.lstrip().startswith("#"):
+                checked.append(_checked_key(line.strip(), API_KEYS_FILE_ENV))
+        if not checked:
+            raise ConfigError(f"{API_KEYS_FILE_ENV}: the file holds no key")
+    metrics = env.get(METRICS_KEY_ENV, "").strip()
+    return AccessKeys(
+        api_keys=tuple(checked),
+        metrics_key=_checked_key(metrics, METRICS_KEY_ENV) if metrics else None,
+    )
 
 
 # --- loading ----------------------------------------------------------------------------------

@@ -45,7 +45,9 @@ def service_options(cfg: ServingConfig) -> dict[str, Any]:
     api = cfg.api
     return {
         "workers": api.workers,
-        "traffic": {"timeout": api.timeout_s, "max_concurrency": api.max_concurrency},
+        # The admission gate (serving/admission.py) enforces max_concurrency with Retry-After;
+        # BentoML's own limiter stays, at twice that, as a backstop only.
+        "traffic": {"timeout": api.timeout_s, "max_concurrency": 2 * api.max_concurrency},
         "logging": {"access": {"enabled": api.access_log}},
         # Excluded URLs get no span at all; "" excludes nothing.
         "tracing": {"excluded_urls": "" if api.trace_predict else "/predict"},
@@ -187,6 +189,27 @@ def predict_response(
     }
 
 
+async def read_body(receive: Receive, max_bytes: int, timeout_s: float) -> bytes | None:
+    """The whole request body, or None when the client disconnects first. RequestError 413
+    once it passes `max_bytes` (nothing more is read), 408 when it takes over `timeout_s`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    body = bytearray()
+    more = True
+    while more:
+        try:
+            message = await asyncio.wait_for(receive(), deadline - loop.time())
+        except TimeoutError:
+            raise RequestError(f"request body not received within {timeout_s:g} s", 408) from None
+        if message["type"] == "http.disconnect":
+            return None
+        body.extend(message.get("body", b""))
+        more = message.get("more_body", False)
+        if len(body) > max_bytes:
+            raise RequestError(f"request body over {max_bytes} bytes", 413)
+    return bytes(body)
+
+
 class PredictGuard:
     """ASGI middleware: refuses a bad /predict body with a 4xx before BentoML parses it.
 
@@ -203,32 +226,21 @@ class PredictGuard:
             await self.app(scope, receive, send)
             return
         if scope["method"] != "POST":
-            await _reply(send, 405, "use POST with a JSON body")
+            await reply_json(send, 405, "use POST with a JSON body")
             return
-        body = bytearray()
-        more = True
-        deadline = asyncio.get_running_loop().time() + self.limits.read_timeout_s
-        while more:
-            try:
-                message = await asyncio.wait_for(
-                    receive(), deadline - asyncio.get_running_loop().time()
-                )
-            except TimeoutError:
-                await _reply(
-                    send, 408, f"request body not received within {self.limits.read_timeout_s:g} s"
-                )
-                return
-            if message["type"] == "http.disconnect":
-                return
-            body.extend(message.get("body", b""))
-            more = message.get("more_body", False)
-            if len(body) > self.limits.max_request_bytes:
-                await _reply(send, 413, f"request body over {self.limits.max_request_bytes} bytes")
-                return
         try:
-            parse_predict_body(bytes(body), self.limits)
+            body = await read_body(
+                receive, self.limits.max_request_bytes, self.limits.read_timeout_s
+            )
         except RequestError as exc:
-            await _reply(send, exc.status, str(exc))
+            await reply_json(send, exc.status, str(exc))
+            return
+        if body is None:  # the client went away
+            return
+        try:
+            parse_predict_body(body, self.limits)
+        except RequestError as exc:
+            await reply_json(send, exc.status, str(exc))
             return
         replayed = False
 
@@ -237,12 +249,15 @@ class PredictGuard:
             if replayed:
                 return await receive()
             replayed = True
-            return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return {"type": "http.request", "body": body, "more_body": False}
 
         await self.app(scope, replay, send)
 
 
-async def _reply(send: Send, status: int, message: str) -> None:
+async def reply_json(
+    send: Send, status: int, message: str, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    """A one-line JSON error, `{"error": message}`, written straight to the ASGI channel."""
     data = json.dumps({"error": message}).encode()
     await send(
         {
@@ -251,6 +266,7 @@ async def _reply(send: Send, status: int, message: str) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(data)).encode()),
+                *headers,
             ],
         }
     )

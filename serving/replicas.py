@@ -20,6 +20,7 @@ import contextlib
 import logging
 import multiprocessing
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -90,6 +91,11 @@ def _serve(
     model_store: str | None,
 ) -> None:
     """A model process: load, say ready, then answer batches until told to stop."""
+    # The server's process manager signals the worker's children together with the worker on
+    # SIGTERM; the worker drains its requests first and then stops this process itself (None
+    # on the pipe, or the pipe's end when the worker is gone).
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     cfg = ServingConfig.model_validate_json(cfg_json)
     try:
         if model_store is not None:
@@ -213,8 +219,14 @@ class ReplicaPool:
                 replica = self._replace(replica, None)
             return replica.call(texts)
         except (EOFError, BrokenPipeError, ConnectionResetError) as exc:
+            # Died mid-batch: once on a fresh process, so a kill or an out-of-memory death costs
+            # this batch a restart, not an error. A batch that kills two processes is answered.
             replica = self._replace(replica, exc)
-            raise RuntimeError("a model process died during a batch; it was restarted") from exc
+            try:
+                return replica.call(texts)
+            except (EOFError, BrokenPipeError, ConnectionResetError) as again:
+                replica = self._replace(replica, again)
+                raise RuntimeError("the model process died twice on this batch") from again
         finally:
             self._free.put(replica)
 
@@ -247,6 +259,31 @@ class ReplicaPool:
     def close(self) -> None:
         for replica in self._replicas:
             replica.stop()
+
+
+def watch_replicas(
+    replicas: Replicas,
+    on_change: Callable[[int, int], None],
+    stop: threading.Event,
+    interval_s: float = 1.0,
+) -> threading.Thread:
+    """A daemon thread that calls `on_change(running, configured)` once at start and then each
+    time the count of running model processes changes (read every `interval_s`), until `stop`
+    is set: the degraded state shows in metrics even when no one asks `/health`."""
+
+    def run() -> None:
+        last = -1
+        while True:
+            alive = replicas.replicas_alive()
+            if alive != last:
+                on_change(alive, replicas.concurrency)
+                last = alive
+            if stop.wait(interval_s):
+                return
+
+    thread = threading.Thread(target=run, name="replica-watch", daemon=True)
+    thread.start()
+    return thread
 
 
 def start_replicas(cfg: ServingConfig) -> Replicas:

@@ -10,6 +10,7 @@ from sentiment.config import (
     ServingConfig,
     TrainingConfig,
     apply_env_overrides,
+    load_access_keys,
     load_config,
     load_serving_config,
     load_training_config,
@@ -77,7 +78,7 @@ def test_service_options_follow_the_serving_config() -> None:
     assert quiet["logging"] == {"access": {"enabled": False}}
     assert quiet["tracing"] == {"excluded_urls": "/predict"}
     assert quiet["workers"] == 1
-    assert quiet["traffic"] == {"timeout": 60.0, "max_concurrency": 64}
+    assert quiet["traffic"] == {"timeout": 60.0, "max_concurrency": 128}
     env = {"SENTIMENT_ACCESS_LOG": "true", "SENTIMENT_TRACE_PREDICT": "true"}
     loud = service_options(load_serving_config(env=env))
     assert loud["logging"] == {"access": {"enabled": True}}
@@ -110,3 +111,45 @@ def test_with_model_changes_only_the_model_settings_named() -> None:
     assert changed.model.quantize == cfg.model.quantize
     assert changed.batching == cfg.batching and changed.api == cfg.api
     assert (cfg.model.num_threads, cfg.model.processes) == (1, 2)
+
+
+def test_access_keys_are_off_by_default() -> None:
+    keys = load_access_keys({})
+    assert not keys.enabled and keys.metrics_key is None
+
+
+def test_access_keys_from_the_variable_and_the_file_add_up(tmp_path: Path) -> None:
+    secret_file = tmp_path / "keys"
+    secret_file.write_text("# rotated 2026-11\n\n" + "f" * 16 + "\n")
+    keys = load_access_keys(
+        {
+            "SENTIMENT_API_KEYS": "a" * 16 + " , " + "b" * 16,
+            "SENTIMENT_API_KEYS_FILE": str(secret_file),
+            "SENTIMENT_METRICS_KEY": "m" * 16,
+        }
+    )
+    assert [k.get_secret_value() for k in keys.api_keys] == ["a" * 16, "b" * 16, "f" * 16]
+    assert keys.metrics_key is not None and keys.metrics_key.get_secret_value() == "m" * 16
+    assert "aaaa" not in repr(keys) and "mmmm" not in str(keys)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SENTIMENT_API_KEYS": "k3yZ"}, "SENTIMENT_API_KEYS: a key shorter than 16"),
+        ({"SENTIMENT_METRICS_KEY": "x" * 15}, "SENTIMENT_METRICS_KEY: a key shorter than 16"),
+        ({"SENTIMENT_API_KEYS": "é" * 16}, "printable ASCII"),
+        ({"SENTIMENT_API_KEYS_FILE": "/nonexistent/keys"}, "cannot read the file"),
+    ],
+)
+def test_bad_keys_stop_the_start_without_showing_the_key(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        load_access_keys(env)
+    assert "k3yZ" not in str(info.value) and "/nonexistent" not in str(info.value)
+
+
+def test_a_key_file_without_keys_is_an_error(tmp_path: Path) -> None:
+    empty = tmp_path / "keys"
+    empty.write_text("# nothing yet\n")
+    with pytest.raises(ConfigError, match="the file holds no key"):
+        load_access_keys({"SENTIMENT_API_KEYS_FILE": str(empty)})

@@ -3,21 +3,32 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sentiment.config import ServingConfig, load_serving_config
-from serving.replicas import InProcessReplica, ReplicaPool, start_replicas
+from serving.replicas import InProcessReplica, ReplicaPool, start_replicas, watch_replicas
 
 
 class FakeReplica:
-    """Upper-cases texts and reports its pid; "bad" raises, "crash" kills the process."""
+    """Upper-cases texts and reports its pid; "bad" raises, "crash" kills the process, and
+    "crash-once:<path>" kills it only while <path> does not exist (and creates it)."""
 
     def classify(self, texts: list[str]) -> list[dict[str, Any]]:
         if "crash" in texts:
             os._exit(3)
+        for text in texts:
+            if text.startswith("crash-once:"):
+                marker = Path(text.split(":", 1)[1])
+                if not marker.exists():
+                    marker.touch()
+                    os._exit(3)
         if "bad" in texts:
             raise ValueError("cannot classify 'bad'")
         return [{"label": t.upper(), "pid": os.getpid()} for t in texts]
@@ -64,9 +75,19 @@ def test_a_model_error_fails_the_batch_and_the_process_goes_on(pool: ReplicaPool
     assert pool.classify(["ok"])[0]["label"] == "OK"
 
 
-def test_a_dead_model_process_is_replaced(pool: ReplicaPool) -> None:
+def test_a_batch_whose_process_dies_once_is_answered_by_the_replacement(
+    pool: ReplicaPool, tmp_path: Path
+) -> None:
     before = {p.process.pid for p in pool._replicas}
-    with pytest.raises(RuntimeError, match="died during a batch"):
+    text = f"crash-once:{tmp_path / 'died'}"
+    assert [r["label"] for r in pool.classify(["a", text])] == ["A", text.upper()]
+    after = {p.process.pid for p in pool._replicas}
+    assert len(after) == 2 and len(after & before) == 1
+
+
+def test_a_batch_that_kills_two_processes_fails_and_both_are_replaced(pool: ReplicaPool) -> None:
+    before = {p.process.pid for p in pool._replicas}
+    with pytest.raises(RuntimeError, match="died twice on this batch"):
         pool.classify(["crash"])
     after = {p.process.pid for p in pool._replicas}
     assert len(after) == 2 and after != before
@@ -82,7 +103,7 @@ def test_a_replacement_that_cannot_start_is_retried_on_the_next_batch(
     try:
         monkeypatch.setenv("FAKE_MODEL_LOAD_FAILS", "1")  # spawned processes inherit it
         with pytest.raises(RuntimeError, match="failed to load: OSError: model store"):
-            model.classify(["crash"])
+            model.classify(["crash"])  # dies, and its replacement cannot load
         assert model.replicas_alive() == 0
         monkeypatch.delenv("FAKE_MODEL_LOAD_FAILS")
         assert model.classify(["ok"])[0]["label"] == "OK"
@@ -118,3 +139,34 @@ def test_start_model_keeps_the_model_in_process_when_asked(monkeypatch: pytest.M
     cfg = load_serving_config(env={"SENTIMENT_MODEL_PROCESSES": "0"})
     assert isinstance(start_replicas(cfg), InProcessReplica)
     assert created == [cfg]
+
+
+def test_a_model_process_ignores_sigterm_and_stops_when_told(pool: ReplicaPool) -> None:
+    """SIGTERM reaches model processes with the worker's; they must outlive the drain."""
+    victim = pool._replicas[0]
+    os.kill(victim.process.pid, signal.SIGTERM)
+    time.sleep(0.3)
+    assert victim.running()
+    assert pool.classify(["still"])[0]["label"] == "STILL"
+    pool.close()
+    assert pool.replicas_alive() == 0
+
+
+def test_the_watch_reports_each_change_of_running_processes(pool: ReplicaPool) -> None:
+    seen: list[tuple[int, int]] = []
+    stop = threading.Event()
+    thread = watch_replicas(pool, lambda alive, total: seen.append((alive, total)), stop, 0.05)
+    try:
+        deadline = time.monotonic() + 5
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.02)
+        victim = pool._replicas[1].process
+        victim.kill()
+        victim.join(timeout=5)
+        while len(seen) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    assert seen == [(2, 2), (1, 2)]
+    assert not thread.is_alive()

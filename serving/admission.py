@@ -1,0 +1,159 @@
+"""Admission: how many requests one worker takes on at once, and the drain on SIGTERM.
+
+Overload. BentoML's own limiter (`traffic.max_concurrency`) sits outside every user middleware
+and answers 429 without `Retry-After`. Clients that retry at once then turn the server worker
+into a refusal loop: measured with 128 closed-loop clients against a limit of 64 on 2 cores,
+24,854 refusals against 1,528 answers in 12 s, and accepted throughput fell to 0.52 × that of
+32 clients. `AdmissionGate` is the first user middleware: it counts requests in progress,
+refuses one over the limit before its body is read, and puts `Retry-After` on every 429 and
+503 that leaves the service (the batcher's 503s included), so a well-behaved client waits
+instead of hammering. BentoML's limiter stays configured above it as a backstop only.
+
+Drain. On SIGTERM, `bentoml serve`'s process manager signals the worker and the worker's own
+children at once; the model processes died mid-batch and half the requests in flight got 500
+(16 of 32 measured). Model processes now ignore SIGTERM (serving/replicas.py) and are stopped
+by the worker once it has drained. The worker's HTTP server (uvicorn) already stops accepting
+and waits for connections in flight on SIGTERM, but without a bound: `install_drain` gives it
+the configured `drain_timeout_s` and marks the gate as draining, so a request that still
+arrives on an open connection is answered 503 with `Connection: close`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from serving.http import ASGIApp, Message, Receive, Scope, Send, reply_json
+
+logger = logging.getLogger(__name__)
+
+# Probes and scrapes are never refused: an overloaded worker must still say it is alive.
+OPEN_PATHS = frozenset({"/health", "/healthz", "/livez", "/readyz", "/metrics"})
+RETRY_STATUSES = frozenset({429, 503})
+
+
+@dataclass
+class AdmissionState:
+    """What the gate knows: requests in progress, and whether the worker is draining."""
+
+    in_flight: int = 0
+    draining: bool = False
+    refused: int = 0
+
+
+def with_retry_after(send: Send, retry_after: bytes) -> Send:
+    """`send`, adding `Retry-After` to a 429 or 503 response start that has none."""
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start" and message["status"] in RETRY_STATUSES:
+            headers = list(message.get("headers", ()))
+            if not any(name.lower() == b"retry-after" for name, _ in headers):
+                headers.append((b"retry-after", retry_after))
+                message = {**message, "headers": headers}
+        await send(message)
+
+    return wrapped
+
+
+class AdmissionGate:
+    """ASGI middleware: at most `limit` requests in progress (probes and scrapes aside)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit: int,
+        retry_after_s: int,
+        state: AdmissionState,
+        open_paths: Sequence[str] = tuple(OPEN_PATHS),
+    ) -> None:
+        self.app = app
+        self.limit = limit
+        self.state = state
+        self.open_paths = frozenset(open_paths)
+        self.retry_after = str(retry_after_s).encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        send = with_retry_after(send, self.retry_after)
+        if scope["path"] in self.open_paths:
+            await self.app(scope, receive, send)
+            return
+        state = self.state
+        if state.draining:
+            state.refused += 1
+            await reply_json(
+                send, 503, "server is shutting down; retry", [(b"connection", b"close")]
+            )
+            return
+        if state.in_flight >= self.limit:
+            state.refused += 1
+            await reply_json(send, 429, f"server busy: {self.limit} requests in progress; retry")
+            return
+        state.in_flight += 1
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except asyncio.CancelledError:
+            # Past the drain timeout the server cancels what is left: say so with a 503 that
+            # can be retried elsewhere, not the 500 the server would write for a cancelled task.
+            if not started:
+                with contextlib.suppress(Exception):
+                    await reply_json(
+                        send,
+                        503,
+                        "server shut down before answering; retry",
+                        [(b"connection", b"close")],
+                    )
+            raise
+        finally:
+            state.in_flight -= 1
+
+
+Handler = Callable[[int, FrameType | None], Any]
+
+
+def install_drain(state: AdmissionState, drain_timeout_s: float) -> bool:
+    """Chain onto the HTTP server's SIGTERM handler: mark the gate as draining, and bound the
+    server's wait for requests in flight by `drain_timeout_s`.
+
+    Call it from the main thread once the server runs (the service's `__init__`). The server
+    is found through its handler, a bound method whose owner has a uvicorn-style `config`
+    with `timeout_graceful_shutdown`; an unknown handler is only chained. False when there is
+    no handler to chain (no server, or not the main thread): nothing is changed then.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    previous = signal.getsignal(signal.SIGTERM)
+    if not callable(previous):
+        return False
+    config = getattr(getattr(previous, "__self__", None), "config", None)
+    if config is not None and hasattr(config, "timeout_graceful_shutdown"):
+        config.timeout_graceful_shutdown = drain_timeout_s
+    chained: Handler = previous
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        state.draining = True
+        logger.info(
+            "SIGTERM: draining %d request(s) in progress (at most %g s)",
+            state.in_flight,
+            drain_timeout_s,
+        )
+        chained(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    return True
