@@ -7,6 +7,7 @@ evaluates them in tests/integration/test_prometheus_dashboard.py.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -142,14 +143,36 @@ def test_compose_mounts_existing_files_and_scrapes_the_service() -> None:
     assert "prometheus" in compose["services"]
 
 
-def test_compose_file_is_valid_for_docker_compose() -> None:
+def compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     tool = shutil.which("docker-compose")
     if tool is None:
         pytest.fail("docker-compose not found: install Debian's docker-compose package")
-    result = subprocess.run(
+    return subprocess.run(
         [tool, "-f", str(DOCKER / "docker-compose.yml"), "config", "--quiet"],
         capture_output=True,
         text=True,
         timeout=60,
+        env=env,
     )
+
+
+def test_compose_file_is_valid_for_docker_compose() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "GRAFANA_ADMIN_PASSWORD"}
+    result = compose_config({**env, "GRAFANA_ADMIN_PASSWORD": "not-a-default"})
     assert result.returncode == 0, result.stderr
+    # No default admin password: compose refuses to start Grafana without one.
+    refused = compose_config(env)
+    assert refused.returncode != 0 and "GRAFANA_ADMIN_PASSWORD" in refused.stderr
+
+
+def test_only_the_api_and_grafana_are_published() -> None:
+    compose = yaml.safe_load((DOCKER / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert sorted(name for name, svc in services.items() if svc.get("ports")) == [
+        "grafana",
+        "sentiment-api",
+    ]
+    for name in ("mlflow", "prometheus"):
+        assert services[name]["networks"] == ["internal"], name
+    assert compose["networks"]["internal"] == {"internal": True}
+    assert "admin" not in str(services["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"])
