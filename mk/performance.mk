@@ -22,3 +22,12 @@ load-test: $(STAMP) ## Locust against a running service (USERS, SPAWN_RATE, DURA
 
 gpu-check: $(STAMP) ## On a CUDA machine: full-profile fine-tuning and fp16 inference figures
 	$(PY) -m loadtests.gpu_check --data-dir $(SENTIMENT_DATA_DIR) --out results/gpu_check.json
+
+# Soak: SOAK_REQUESTS single-text predictions at SOAK_CLIENTS clients against `bentoml serve`.
+SOAK_REQUESTS ?= 20000
+SOAK_CLIENTS ?= 16
+
+.PHONY: soak
+
+soak: ensure-model ## Serve, SOAK_REQUESTS predictions at SOAK_CLIENTS: RSS growth per process, non-200s; results/soak.json
+	$(PY) -m loadtests.soak --requests $(SOAK_REQUESTS) --clients $(SOAK_CLIENTS)
