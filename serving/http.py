@@ -210,6 +210,18 @@ async def read_body(receive: Receive, max_bytes: int, timeout_s: float) -> bytes
     return bytes(body)
 
 
+def is_json_content_type(scope: Scope) -> bool:
+    """No Content-Type, or a JSON one (`application/json`, `application/*+json`, any
+    parameters): a form or plain text is refused rather than guessed at."""
+    for name, value in scope.get("headers", ()):
+        if name.lower() == b"content-type":
+            media = bytes(value).split(b";", 1)[0].strip().lower()
+            return media == b"application/json" or (
+                media.startswith(b"application/") and media.endswith(b"+json")
+            )
+    return True
+
+
 class PredictGuard:
     """ASGI middleware: refuses a bad /predict body with a 4xx before BentoML parses it.
 
@@ -227,6 +239,9 @@ class PredictGuard:
             return
         if scope["method"] != "POST":
             await reply_json(send, 405, "use POST with a JSON body")
+            return
+        if not is_json_content_type(scope):
+            await reply_json(send, 415, "Content-Type must be application/json")
             return
         try:
             body = await read_body(

@@ -11,6 +11,7 @@ from serving.http import (
     RequestError,
     format_prediction,
     health_payload,
+    is_json_content_type,
     json_depth,
     parse_predict_body,
     predict_response,
@@ -194,3 +195,21 @@ def test_health_is_200_while_any_replica_serves(
     assert answered == code
     assert (payload["status"], payload["model_loaded"]) == (status, alive > 0)
     assert (payload["replicas_alive"], payload["replicas"]) == (alive, total)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "accepted"),
+    [
+        (None, True),
+        (b"application/json", True),
+        (b"Application/JSON; charset=utf-8", True),
+        (b"application/vnd.api+json", True),
+        (b"text/plain", False),
+        (b"application/x-www-form-urlencoded", False),
+        (b"multipart/form-data; boundary=x", False),
+        (b"application/jsonx", False),
+    ],
+)
+def test_only_json_content_types_are_accepted(content_type: bytes | None, accepted: bool) -> None:
+    headers = [] if content_type is None else [(b"content-type", content_type)]
+    assert is_json_content_type({"headers": headers}) is accepted
