@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from monitoring.hook import SERVICE_MONITORING, log_predictions, mark_model_loaded
+from monitoring.hook import SERVICE_MONITORING, log_predictions, mark_model_loaded, summary
 from monitoring.hook import monitoring_endpoint as monitoring_route
 from monitoring.metrics import observe_batch, observe_replicas
 from sentiment.config import load_access_keys, load_serving_config
@@ -26,10 +26,12 @@ from serving.admission import AdmissionGate, AdmissionState, install_drain
 from serving.auth import ApiKeyGuard
 from serving.batching import AdaptiveBatcher, Overloaded
 from serving.http import (
+    JsonMetrics,
     Limits,
     PredictGuard,
     PredictResponse,
     health_payload,
+    model_info_payload,
     predict_response,
     service_options,
 )
@@ -71,7 +73,7 @@ routes = Starlette(
 @bentoml.asgi_app(routes, path="/")
 @bentoml.service(
     name="sentiment_api",
-    monitoring=SERVICE_MONITORING,
+    monitoring=SERVICE_MONITORING if CONFIG.api.metrics_enabled else {"enabled": False},
     **service_options(CONFIG),
 )
 class SentimentAPI:
@@ -81,21 +83,23 @@ class SentimentAPI:
 
     def __init__(self) -> None:
         self.model = start_replicas(CONFIG)
-        self.info = self.model.info()
+        self.info = model_info_payload(self.model.info())
         self.batcher = AdaptiveBatcher(
             self.model.classify,
             max_batch_size=CONFIG.batching.max_batch_size,
             max_latency_ms=CONFIG.batching.max_latency_ms,
-            on_batch=observe_batch,
+            on_batch=observe_batch if CONFIG.api.metrics_enabled else None,
             concurrency=self.model.concurrency,
         )
         self.stopping = threading.Event()
-        watch_replicas(self.model, observe_replicas, self.stopping)
+        if CONFIG.api.metrics_enabled:
+            watch_replicas(self.model, observe_replicas, self.stopping)
         install_drain(ADMISSION, CONFIG.api.drain_timeout_s)
 
     @bentoml.on_startup
     def announce_model(self) -> None:
-        mark_model_loaded(self.info["tag"])
+        if CONFIG.api.metrics_enabled:
+            mark_model_loaded(self.info["tag"])
 
     @bentoml.on_shutdown
     async def stop_model(self) -> None:
@@ -121,7 +125,8 @@ class SentimentAPI:
     async def predict(self, texts: list[str], return_probabilities: bool = False) -> JSONResponse:
         started = time.perf_counter()
         raw = await self.classify(texts)
-        log_predictions(texts, raw, time.perf_counter() - started, self.info["tag"])
+        if CONFIG.api.metrics_enabled:
+            log_predictions(texts, raw, time.perf_counter() - started, self.info["tag"])
         # A ready response: BentoML's own output path derives a JSON schema per response.
         return JSONResponse(predict_response(raw, return_probabilities, self.info["version"]))
 
@@ -140,3 +145,4 @@ SentimentAPI.add_asgi_middleware(  # type: ignore[attr-defined]
     state=ADMISSION,
 )
 SentimentAPI.add_asgi_middleware(PredictGuard, limits=LIMITS)  # type: ignore[attr-defined]
+SentimentAPI.add_asgi_middleware(JsonMetrics, summary=summary)  # type: ignore[attr-defined]

@@ -6,13 +6,16 @@ override it. The table is the documentation: README's settings section lists the
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+logger = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = PROJECT_ROOT / "configs"
@@ -67,6 +70,12 @@ class DataSection(StrictModel):
     # Sentences of the training split never trained on: the "no drift" traffic for monitoring.
     holdout_size: int = Field(2000, ge=0)
 
+    @field_validator("eval_splits", mode="before")
+    @classmethod
+    def one_split_as_a_list(cls, value: Any) -> Any:
+        """The original project wrote one split as a string (`eval_splits: validation`)."""
+        return [value] if isinstance(value, str) else value
+
 
 class MlflowSection(StrictModel):
     tracking_uri: str = "sqlite:///mlflow.db"
@@ -81,6 +90,38 @@ class TrainingConfig(StrictModel):
     data: DataSection = DataSection()
     mlflow: MlflowSection = MlflowSection()
 
+
+# Keys of the original project's training config (FastAPI + Gradio + MLflow) that mean nothing
+# here: Trainer checkpointing and logging cadence. Accepted with a warning, then dropped, so its
+# file loads as it is; any other unknown key is still an error.
+ORIGINAL_ONLY_TRAINING_KEYS: dict[str, frozenset[str]] = {
+    "model": frozenset({"model_name", "tokenizer_name"}),
+    "training": frozenset(
+        {
+            "fp16",
+            "gradient_accumulation_steps",
+            "logging_steps",
+            "save_steps",
+            "eval_steps",
+            "evaluation_strategy",
+            "eval_strategy",
+            "save_strategy",
+            "save_total_limit",
+            "load_best_model_at_end",
+            "metric_for_best_model",
+            "early_stopping_patience",
+        }
+    ),
+    "data": frozenset({"text_column", "label_column", "cache_dir"}),
+}
+
+# The original project's environment variables, read only when the platform's own variable for
+# the same setting is unset (the platform's name wins: it is applied after these).
+TRAINING_ENV_ALIASES: dict[str, tuple[str, ...]] = {
+    "MODEL_NAME": ("model", "base_model"),  # the checkpoint fine-tuned (BASE_MODEL here)
+    "MAX_LENGTH": ("model", "max_length"),
+    "BATCH_SIZE": ("training", "batch_size"),
+}
 
 TRAINING_ENV: dict[str, tuple[str, ...]] = {
     "SENTIMENT_DATA_DIR": ("data", "data_dir"),
@@ -120,6 +161,8 @@ class ServingModelSection(StrictModel):
     # BERT's token-wise layers run on the texts' tokens packed together (serving/packed.py;
     # CPU, BERT-shaped models).
     skip_padding: bool = True
+    # Tokens kept per text; None = the length the model was trained with.
+    max_length: int | None = Field(None, ge=8, le=512)
 
 
 class BatchingSection(StrictModel):
@@ -152,6 +195,9 @@ class ApiSection(StrictModel):
     access_log: bool = False
     # OpenTelemetry spans for /predict (BentoML's tracing settings choose the exporter).
     trace_predict: bool = False
+    # False: no monitoring hook, no drift tests, none of the service's own metrics (BentoML's
+    # request metrics stay on /metrics).
+    metrics_enabled: bool = True
 
 
 class ServingConfig(StrictModel):
@@ -164,6 +210,13 @@ class ServingConfig(StrictModel):
         return self.model_copy(update={"model": self.model.model_copy(update=changes)})
 
 
+# See TRAINING_ENV_ALIASES: the original project's names, overridden by the platform's own.
+SERVING_ENV_ALIASES: dict[str, tuple[str, ...]] = {
+    "BATCH_SIZE": ("batching", "max_batch_size"),
+    "MAX_LENGTH": ("model", "max_length"),
+    "METRICS_ENABLED": ("api", "metrics_enabled"),
+}
+
 SERVING_ENV: dict[str, tuple[str, ...]] = {
     "SENTIMENT_MODEL_TAG": ("model", "tag"),
     "SENTIMENT_DEVICE": ("model", "device"),
@@ -173,6 +226,7 @@ SERVING_ENV: dict[str, tuple[str, ...]] = {
     "SENTIMENT_FORWARD_CHUNK_SIZE": ("model", "forward_chunk_size"),
     "SENTIMENT_FORWARD_OVERHEAD_TOKENS": ("model", "forward_overhead_tokens"),
     "SENTIMENT_SKIP_PADDING": ("model", "skip_padding"),
+    "SENTIMENT_MAX_LENGTH": ("model", "max_length"),
     "SENTIMENT_MAX_BATCH_SIZE": ("batching", "max_batch_size"),
     "SENTIMENT_MAX_LATENCY_MS": ("batching", "max_latency_ms"),
     "SENTIMENT_MAX_TEXTS": ("api", "max_texts_per_request"),
@@ -183,6 +237,7 @@ SERVING_ENV: dict[str, tuple[str, ...]] = {
     "SENTIMENT_WORKERS": ("api", "workers"),
     "SENTIMENT_ACCESS_LOG": ("api", "access_log"),
     "SENTIMENT_TRACE_PREDICT": ("api", "trace_predict"),
+    "SENTIMENT_METRICS_ENABLED": ("api", "metrics_enabled"),
     "PORT": ("api", "port"),
 }
 
@@ -263,11 +318,33 @@ def apply_env_overrides(
     return merged
 
 
+def drop_original_only_keys(
+    raw: dict[str, Any], known: Mapping[str, frozenset[str]], source: str
+) -> dict[str, Any]:
+    """A copy of `raw` without the original project's keys that mean nothing here, each one
+    named in a warning."""
+    cleaned = dict(raw)
+    for section, keys in known.items():
+        node = cleaned.get(section)
+        if not isinstance(node, dict):
+            continue
+        dropped = sorted(set(node) & keys)
+        if dropped:
+            cleaned[section] = {k: v for k, v in node.items() if k not in keys}
+            logger.warning(
+                "%s: %s ignored (a setting of the original project with no meaning here)",
+                source,
+                ", ".join(f"{section}.{k}" for k in dropped),
+            )
+    return cleaned
+
+
 def load_config(
     model_cls: type[M],
     path: str | Path,
     env_table: Mapping[str, tuple[str, ...]],
     env: Mapping[str, str] | None = None,
+    original_only: Mapping[str, frozenset[str]] | None = None,
 ) -> M:
     """Parse one YAML file into `model_cls`, with overrides from `env` (default os.environ)."""
     path = Path(path)
@@ -276,6 +353,8 @@ def load_config(
     raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
+    if original_only:
+        raw = drop_original_only_keys(raw, original_only, str(path))
     merged = apply_env_overrides(raw, env_table, os.environ if env is None else env)
     try:
         return model_cls.model_validate(merged)
@@ -297,7 +376,13 @@ def load_training_config(
     path: str | Path | None = None, env: Mapping[str, str] | None = None
 ) -> TrainingConfig:
     env = os.environ if env is None else env
-    return load_config(TrainingConfig, training_config_path(path, env), TRAINING_ENV, env)
+    return load_config(
+        TrainingConfig,
+        training_config_path(path, env),
+        {**TRAINING_ENV_ALIASES, **TRAINING_ENV},
+        env,
+        original_only=ORIGINAL_ONLY_TRAINING_KEYS,
+    )
 
 
 def load_serving_config(
@@ -305,4 +390,4 @@ def load_serving_config(
 ) -> ServingConfig:
     env = os.environ if env is None else env
     path = path or env.get("SERVING_CONFIG") or CONFIG_DIR / "serving_config.yaml"
-    return load_config(ServingConfig, path, SERVING_ENV, env)
+    return load_config(ServingConfig, path, {**SERVING_ENV_ALIASES, **SERVING_ENV}, env)

@@ -288,6 +288,65 @@ async def reply_json(
     await send({"type": "http.response.body", "body": data})
 
 
+PROMETHEUS_MEDIA = frozenset({"text/plain", "application/openmetrics-text"})
+
+
+def wants_json(scope: Scope) -> bool:
+    """The client's Accept names application/json and no Prometheus exposition format (a
+    scrape, or `*/*`, gets the exposition format as before)."""
+    for name, value in scope.get("headers", ()):
+        if name.lower() == b"accept":
+            media = {
+                part.split(";", 1)[0].strip().lower()
+                for part in bytes(value).decode("latin-1").split(",")
+            }
+            return "application/json" in media and not media & PROMETHEUS_MEDIA
+    return False
+
+
+class JsonMetrics:
+    """ASGI middleware: `GET /metrics` with `Accept: application/json` answers the monitoring
+    summary as JSON (the original project's `/metrics`: total_predictions, average_confidence,
+    positive_ratio, drift_status); every other request goes on to BentoML's Prometheus route."""
+
+    def __init__(
+        self, app: ASGIApp, summary: Callable[[], dict[str, Any]], path: str = "/metrics"
+    ) -> None:
+        self.app = app
+        self.summary = summary
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["path"] != self.path
+            or scope["method"] != "GET"
+            or not wants_json(scope)
+        ):
+            await self.app(scope, receive, send)
+            return
+        # The summary may run the drift tests: off the event loop.
+        data = json.dumps(await asyncio.to_thread(self.summary)).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(data)).encode()),
+                    (b"vary", b"Accept"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": data})
+
+
+def model_info_payload(info: dict[str, Any]) -> dict[str, Any]:
+    """`/model/info`: the replica's description, plus the original project's key names
+    (`model_name`, `model_version`; `labels` and `max_length` are already there)."""
+    return {**info, "model_name": info["name"], "model_version": info["version"]}
+
+
 def health_payload(replicas_alive: int, replicas: int) -> tuple[dict[str, Any], int]:
     """`/health`'s answer and status code: 200 while any replica serves (degraded when some
     are down: they are restarted on their next batch), 503 only when none does."""

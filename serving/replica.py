@@ -21,7 +21,8 @@ class Replica:
         started = time.perf_counter()
         self.classifier = Classifier.from_bento_model(
             bento_model,
-            max_length=int(metadata.get("max_length", 128)),
+            # The serving config may keep more or fewer tokens than the model was trained with.
+            max_length=cfg.model.max_length or int(metadata.get("max_length", 128)),
             num_threads=cfg.model.num_threads,
             **serving_options(cfg.model),
         )

@@ -153,3 +153,75 @@ def test_a_key_file_without_keys_is_an_error(tmp_path: Path) -> None:
     empty.write_text("# nothing yet\n")
     with pytest.raises(ConfigError, match="the file holds no key"):
         load_access_keys({"SENTIMENT_API_KEYS_FILE": str(empty)})
+
+
+# The training config as the original project documents it, key for key.
+ORIGINAL_TRAINING_CONFIG = """\
+model:
+  base_model: "distilbert-base-uncased"
+  max_length: 512
+  num_labels: 2
+
+training:
+  output_dir: "./models/sentiment"
+  epochs: 3
+  batch_size: 16
+  learning_rate: 2e-5
+  warmup_steps: 500
+  weight_decay: 0.01
+
+data:
+  dataset: "glue"
+  task: "sst2"
+  train_split: "train"
+  eval_splits: "validation"
+"""
+
+
+def test_the_original_training_config_loads_as_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "training_config.yaml"
+    path.write_text(ORIGINAL_TRAINING_CONFIG)
+    cfg = load_training_config(path, env={})
+    assert cfg.data.eval_splits == ["validation"]
+    assert cfg.model.base_model == "distilbert-base-uncased" and cfg.model.max_length == 512
+    assert cfg.training.batch_size == 16 and cfg.training.learning_rate == 2e-5
+    assert cfg.training.warmup_steps == 500
+
+
+def test_original_only_keys_are_dropped_with_a_warning_and_others_still_fail(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "training_config.yaml"
+    path.write_text(
+        ORIGINAL_TRAINING_CONFIG.replace(
+            "  weight_decay: 0.01\n",
+            "  weight_decay: 0.01\n  metric_for_best_model: f1\n  fp16: true\n",
+        )
+    )
+    with caplog.at_level("WARNING"):
+        cfg = load_training_config(path, env={})
+    assert cfg.training.weight_decay == 0.01
+    assert "training.fp16, training.metric_for_best_model ignored" in caplog.text
+    path.write_text(ORIGINAL_TRAINING_CONFIG + "  shuffle_buffer: 3\n")
+    with pytest.raises(ConfigError, match=r"data\.shuffle_buffer: Extra inputs are not permitted"):
+        load_training_config(path, env={})
+
+
+def test_the_original_variables_apply_unless_the_platforms_own_are_set() -> None:
+    original = {"MODEL_NAME": "distilbert-base-uncased", "MAX_LENGTH": "256", "BATCH_SIZE": "16"}
+    train = load_training_config(env=original)
+    assert train.model.base_model == "distilbert-base-uncased"
+    assert (train.model.max_length, train.training.batch_size) == (256, 16)
+    serve = load_serving_config(env={**original, "METRICS_ENABLED": "false"})
+    assert serve.batching.max_batch_size == 16 and serve.model.max_length == 256
+    assert serve.api.metrics_enabled is False
+    both = load_serving_config(
+        env={
+            "BATCH_SIZE": "16",
+            "SENTIMENT_MAX_BATCH_SIZE": "8",
+            "METRICS_ENABLED": "false",
+            "SENTIMENT_METRICS_ENABLED": "true",
+        }
+    )
+    assert both.batching.max_batch_size == 8 and both.api.metrics_enabled is True
+    assert load_training_config(env={"MODEL_NAME": "x", "BASE_MODEL": "y"}).model.base_model == "y"

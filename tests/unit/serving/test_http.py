@@ -6,6 +6,7 @@ import pytest
 
 from serving.http import (
     MAX_JSON_DEPTH,
+    JsonMetrics,
     Limits,
     PredictGuard,
     RequestError,
@@ -13,8 +14,10 @@ from serving.http import (
     health_payload,
     is_json_content_type,
     json_depth,
+    model_info_payload,
     parse_predict_body,
     predict_response,
+    wants_json,
 )
 
 LIMITS = Limits(max_texts=3, max_text_chars=10, max_request_bytes=200)
@@ -213,3 +216,51 @@ def test_health_is_200_while_any_replica_serves(
 def test_only_json_content_types_are_accepted(content_type: bytes | None, accepted: bool) -> None:
     headers = [] if content_type is None else [(b"content-type", content_type)]
     assert is_json_content_type({"headers": headers}) is accepted
+
+
+@pytest.mark.parametrize(
+    ("accept", "json_wanted"),
+    [
+        (None, False),
+        (b"*/*", False),
+        (b"application/json", True),
+        (b"application/json, text/javascript;q=0.9", True),
+        (b"application/json, text/plain;q=0.5", False),
+        (
+            b"application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+            False,
+        ),
+    ],
+)
+def test_only_a_json_accept_gets_json_metrics(accept: bytes | None, json_wanted: bool) -> None:
+    headers = [] if accept is None else [(b"accept", accept)]
+    assert wants_json({"headers": headers}) is json_wanted
+
+
+def test_json_metrics_answers_the_summary_and_passes_everything_else() -> None:
+    calls: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        calls.append(scope["path"])
+
+    def summary() -> dict[str, Any]:
+        return {"total_predictions": 3, "drift_status": {"drift_detected": False}}
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    middleware = JsonMetrics(app, summary)
+    asked = {"type": "http", "path": "/metrics", "method": "GET"}
+    asyncio.run(middleware({**asked, "headers": [(b"accept", b"application/json")]}, None, send))
+    asyncio.run(middleware({**asked, "headers": []}, None, send))
+    assert json.loads(sent[1]["body"]) == summary()
+    assert calls == ["/metrics"]
+
+
+def test_model_info_has_the_original_keys_too() -> None:
+    info = {"name": "sentiment", "version": "v1", "labels": ["negative", "positive"]}
+    payload = model_info_payload({**info, "max_length": 128})
+    assert payload["model_name"] == "sentiment" and payload["model_version"] == "v1"
+    assert payload["name"] == "sentiment" and payload["max_length"] == 128
