@@ -56,13 +56,19 @@ serve: ensure-model ## Serve the API, docs and UI with bentoml on PORT (default 
 	@echo "Metrics: http://localhost:$(PORT)/metrics   Monitoring: http://localhost:$(PORT)/monitoring"
 	$(BENTOML) serve service:SentimentAPI --port $(PORT)
 
-run-app: serve ## Same as serve
+# The original project's UI variables: the service, with its UI at /ui, on that address.
+GRADIO_SERVER_NAME ?= 0.0.0.0
+GRADIO_SERVER_PORT ?= $(PORT)
+
+run-app: ensure-model ## serve on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT (default 0.0.0.0:PORT); UI at /ui/
+	@echo "UI: http://$(GRADIO_SERVER_NAME):$(GRADIO_SERVER_PORT)/ui/   API: /predict on the same port"
+	$(BENTOML) serve service:SentimentAPI --host $(GRADIO_SERVER_NAME) --port $(GRADIO_SERVER_PORT)
 
 mlflow-ui: $(STAMP) ## MLflow UI on port 5003 over MLFLOW_TRACKING_URI
 	$(VENV)/bin/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --port 5003
 
-test: $(STAMP) ## Run the whole test suite (unit, integration, browser, container)
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: $(STAMP) ## Run the whole test suite (unit, integration, browser, container) with coverage
+	$(PY) -m pytest --cov --cov-report=term $(PYTEST_ARGS)
 
 test-unit: $(STAMP) ## Run the unit tests only
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

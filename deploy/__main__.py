@@ -12,12 +12,16 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from deploy.bluegreen import BlueGreen, DeployResult
 from deploy.config import DeploymentConfig, load_deployment_config
 from deploy.docker import DockerCli, DockerError
+from deploy.monitor import watch
 from deploy.smoke import run_smoke
 from sentiment.config import (
     PROJECT_ROOT,
@@ -135,6 +139,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     action.add_argument("--down", action="store_true", help="remove the environment's containers")
     action.add_argument(
+        "--monitor",
+        type=int,
+        metavar="ROUNDS",
+        help="print status, then health and monitoring of the stable port ROUNDS times",
+    )
+    parser.add_argument("--interval", type=float, default=10.0, help="seconds between samples")
+    action.add_argument(
         "--build-only", action="store_true", help="build (and push) the image, deploy nothing"
     )
     parser.add_argument("--image", help="deploy this image instead of building the alias's")
@@ -161,6 +172,14 @@ def main(argv: list[str] | None = None) -> int:
             removed = bluegreen.teardown()
             print(f"removed {', '.join(removed)}" if removed else f"{args.env}: nothing runs")
             return 0
+        if args.monitor is not None:
+            print(json.dumps(bluegreen.status(), indent=2))
+            healthy = True
+            with httpx.Client(timeout=10) as client:
+                for ok, line in watch(bluegreen.stable_url, args.monitor, args.interval, client):
+                    print(f"{time.strftime('%H:%M:%S')} {line}", flush=True)
+                    healthy = healthy and ok
+            return 0 if healthy else 1
         if args.smoke:
             smoke = run_smoke(bluegreen.stable_url, cfg.smoke)
             for check in smoke.checks:

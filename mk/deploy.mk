@@ -4,7 +4,11 @@
 #   ENV=  staging | production (configs/deployment_config.yaml)
 ENV ?= staging
 
-.PHONY: deploy rollback-deploy deploy-status undeploy
+MONITOR_ROUNDS ?= 6
+MONITOR_INTERVAL ?= 10
+
+.PHONY: deploy rollback-deploy deploy-status undeploy deploy-staging test-staging \
+        deploy-production monitor-deployment
 
 deploy: $(STAMP) docker-engine ## Blue-green deploy of ENV's alias (build image, smoke test, switch)
 	$(PY) -m deploy --env $(ENV)
@@ -17,3 +21,16 @@ deploy-status: $(STAMP) ## Which container serves ENV, and what the other one ho
 
 undeploy: $(STAMP) ## Remove ENV's router and blue/green containers (images are kept)
 	$(PY) -m deploy --env $(ENV) --down
+
+# The original project's names for the same steps.
+deploy-staging: ## Same as make deploy ENV=staging
+	$(MAKE) deploy ENV=staging
+
+test-staging: $(STAMP) docker-engine ## Smoke-test what staging's stable port serves now
+	$(PY) -m deploy --env staging --smoke
+
+deploy-production: ## Same as make deploy ENV=production
+	$(MAKE) deploy ENV=production
+
+monitor-deployment: $(STAMP) ## Production's status, then health/predictions/drift every MONITOR_INTERVAL s, MONITOR_ROUNDS times
+	$(PY) -m deploy --env production --monitor $(MONITOR_ROUNDS) --interval $(MONITOR_INTERVAL)
