@@ -12,7 +12,7 @@ import logging
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import gradio as gr
 import pandas as pd
 
 from sentiment.labels import LABEL_NAMES
-from ui import charts, tables, views
+from ui import charts, guard, tables, uploads, views
 from ui.backend import ServiceBackend, UIBackend
 from ui.config import UIConfig, load_ui_config
 from ui.style import CSS
@@ -73,9 +73,14 @@ def analyzed_name(upload_name: str) -> str:
 class UIHandlers:
     """What the page's events do. Each returns values for its outputs and never raises."""
 
-    def __init__(self, backend: UIBackend, cfg: UIConfig) -> None:
+    def __init__(
+        self, backend: UIBackend, cfg: UIConfig, upload_roots: Sequence[Path] | None = None
+    ) -> None:
+        """`upload_roots`: the only folders batch files are read from (Gradio's upload folder in
+        the service, see `service_ui`); None reads any path, for tests with hand-made files."""
         self.backend = backend
         self.cfg = cfg
+        self.upload_roots = None if upload_roots is None else tuple(upload_roots)
 
     # --- monitoring --------------------------------------------------------------------------
 
@@ -127,8 +132,10 @@ class UIHandlers:
     # --- batch -------------------------------------------------------------------------------
 
     def _read(self, path: str) -> tables.CsvUpload:
-        max_bytes = int(self.cfg.batch.max_file_mb * 1_000_000)
-        return tables.read_upload(path, self.cfg.batch.max_rows, max_bytes)
+        if self.upload_roots is not None and not uploads.is_confined(path, self.upload_roots):
+            logger.warning("batch tab refused a file outside the upload folder: %r", path)
+            raise tables.InputProblem(uploads.FOREIGN_FILE)
+        return tables.read_upload(path, self.cfg.batch.max_rows, self.cfg.batch.max_file_bytes)
 
     @staticmethod
     def no_results() -> tuple[Any, ...]:
@@ -294,9 +301,11 @@ class UIHandlers:
         return views.header_html(info)
 
 
-def build_ui(backend: UIBackend, cfg: UIConfig | None = None) -> gr.Blocks:
+def build_ui(
+    backend: UIBackend, cfg: UIConfig | None = None, upload_roots: Sequence[Path] | None = None
+) -> gr.Blocks:
     cfg = cfg or load_ui_config()
-    handlers = UIHandlers(backend, cfg)
+    handlers = UIHandlers(backend, cfg, upload_roots)
     color_map = dict(charts.COLORS)
 
     with gr.Blocks(title="Sentiment analysis", analytics_enabled=False) as demo:
@@ -351,7 +360,10 @@ def build_ui(backend: UIBackend, cfg: UIConfig | None = None) -> gr.Blocks:
                 gr.Row(equal_height=False),
             ):
                 with gr.Column(scale=2, min_width=280):
-                    upload = gr.File(label="CSV file", type="filepath", elem_id="batch-file")
+                    # Reads only files that Gradio stored on upload (see ui/uploads.py).
+                    upload = uploads.accept_only_uploads(
+                        gr.File(label="CSV file", type="filepath", elem_id="batch-file")
+                    )
                     # Right under the file, where the eye is when a file is refused.
                     status = gr.HTML(elem_id="batch-status")
                     column = gr.Dropdown(
@@ -499,7 +511,8 @@ def service_ui(serving_max_batch_size: int | None = None, cfg: UIConfig | None =
     if serving_max_batch_size is not None and cfg.batch.batch_size > serving_max_batch_size:
         # One UI batch should fit in one model call of the service's batcher.
         cfg.batch.batch_size = serving_max_batch_size
-    return slow_idle_polling(prepare_for_mount(build_ui(ServiceBackend(), cfg)), cfg.queue_poll_s)
+    blocks = build_ui(ServiceBackend(), cfg, upload_roots=uploads.upload_roots())
+    return slow_idle_polling(prepare_for_mount(blocks), cfg.queue_poll_s)
 
 
 def slow_idle_polling(blocks: gr.Blocks, poll_s: float) -> gr.Blocks:
@@ -516,10 +529,25 @@ def slow_idle_polling(blocks: gr.Blocks, poll_s: float) -> gr.Blocks:
 
 
 def mount_ui(serving_max_batch_size: int | None = None) -> Callable[[Any], Any]:
-    """The class decorator that mounts the UI on a BentoML service at the configured path."""
+    """The class decorator that mounts the UI on a BentoML service at the configured path.
+
+    BentoML's `mount_gradio_app` creates and mounts the Gradio app; `guard.harden` then sets its
+    upload limit, error and file settings, hides its routes from /docs.json and puts
+    `guard.GradioGuard` in front of them (see ui/guard.py)."""
     from bentoml.gradio import mount_gradio_app
 
     cfg = load_ui_config()
     blocks = service_ui(serving_max_batch_size, cfg)
-    decorator: Callable[[Any], Any] = mount_gradio_app(blocks, path=cfg.path)
+    bentoml_mount = mount_gradio_app(blocks, path=cfg.path)
+
+    def decorator(obj: Any) -> Any:
+        obj = bentoml_mount(obj)
+        guard.harden(
+            guard.mounted_gradio_app(obj, blocks),
+            max_upload_bytes=cfg.batch.max_file_bytes,
+            max_body_bytes=guard.json_body_limit(cfg.single.max_text_chars),
+            extra_blocked=[download_dir()],
+        )
+        return obj
+
     return decorator

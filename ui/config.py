@@ -23,6 +23,11 @@ class BatchSection(StrictModel):
     preview_rows: int = Field(default=200, ge=1)
     log_by_default: bool = False
 
+    @property
+    def max_file_bytes(self) -> int:
+        """The upload limit in bytes: the batch tab's check and Gradio's upload route."""
+        return int(self.max_file_mb * 1_000_000)
+
 
 class UIConfig(StrictModel):
     path: str = "/ui"
