@@ -7,12 +7,16 @@ processes beside the worker on CPU (serving/replicas.py).
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+from collections.abc import Callable
+from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 import bentoml
-from bentoml.exceptions import ServiceUnavailable
+from bentoml.exceptions import BentoMLException, ServiceUnavailable
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -25,13 +29,17 @@ from sentiment.config import load_access_keys, load_serving_config
 from serving.admission import AdmissionGate, AdmissionState, install_drain
 from serving.auth import ApiKeyGuard
 from serving.batching import AdaptiveBatcher, Overloaded
+from serving.files import FileJobs, read_rows, score_rows
 from serving.http import (
     JsonMetrics,
     Limits,
     PredictGuard,
     PredictResponse,
+    RequestError,
+    UploadLimit,
     health_payload,
     model_info_payload,
+    now_iso,
     predict_response,
     service_options,
 )
@@ -60,13 +68,28 @@ async def model_info(request: Request) -> JSONResponse:
     return JSONResponse(await bentoml.get_current_service().model_info())
 
 
+async def file_progress(request: Request) -> JSONResponse:
+    progress = bentoml.get_current_service().files.progress(request.query_params.get("task_id", ""))
+    if progress is None:
+        return JSONResponse({"error": "no file task with that task_id"}, status_code=404)
+    return JSONResponse(progress)
+
+
 routes = Starlette(
     routes=[
         Route("/health", health, methods=["GET"]),
         Route("/model/info", model_info, methods=["GET"]),
         Route("/monitoring", monitoring_route, methods=["GET"]),
+        Route("/predict_file/progress", file_progress, methods=["GET"]),
     ]
 )
+
+
+def task_error(exc: RequestError) -> BentoMLException:
+    """A RequestError as the exception BentoML turns into that status for a task."""
+    error = BentoMLException(str(exc))
+    error.error_code = HTTPStatus(exc.status)
+    return error
 
 
 @mount_ui(CONFIG.batching.max_batch_size)
@@ -91,6 +114,7 @@ class SentimentAPI:
             on_batch=observe_batch if CONFIG.api.metrics_enabled else None,
             concurrency=self.model.concurrency,
         )
+        self.files = FileJobs(CONFIG.api.max_file_tasks)
         self.stopping = threading.Event()
         if CONFIG.api.metrics_enabled:
             watch_replicas(self.model, observe_replicas, self.stopping)
@@ -115,9 +139,23 @@ class SentimentAPI:
         return self.info
 
     async def classify(self, texts: list[str]) -> list[dict[str, Any]]:
-        """Per-text predictions through the shared batcher (also the UI's backend)."""
+        """Per-text predictions through the shared batcher (also the UI's backend). A request
+        above one batch goes in batch-sized parts, one after another: the requests of other
+        clients queue between them instead of behind all of it."""
+        size = CONFIG.batching.max_batch_size
         try:
-            return await self.batcher.submit(texts)
+            if len(texts) <= size:
+                return await self.batcher.submit(texts)
+            # At most one part per model process at a time: a part joins the queue only when
+            # one of this request's parts has finished, behind what other clients sent meanwhile.
+            window = asyncio.Semaphore(self.model.concurrency)
+
+            async def part(chunk: list[str]) -> list[dict[str, Any]]:
+                async with window:
+                    return await self.batcher.submit(chunk)
+
+            parts = [texts[i : i + size] for i in range(0, len(texts), size)]
+            return [item for done in await asyncio.gather(*map(part, parts)) for item in done]
         except Overloaded as exc:
             raise ServiceUnavailable(str(exc)) from None
 
@@ -129,6 +167,52 @@ class SentimentAPI:
             log_predictions(texts, raw, time.perf_counter() - started, self.info["tag"])
         # A ready response: BentoML's own output path derives a JSON schema per response.
         return JSONResponse(predict_response(raw, return_probabilities, self.info["version"]))
+
+    @bentoml.task(route="/predict_file")
+    async def predict_file(
+        self, ctx: bentoml.Context, file: Path, text_column: str = ""
+    ) -> dict[str, Any]:
+        """Score a CSV (a text column: `text`, `review`, … or text_column) or JSON-lines file
+        (`{"text": ...}` per line): submit, poll `/predict_file/status` and
+        `/predict_file/progress`, fetch with `/predict_file/get`. Bad rows are listed with
+        their reason beside the predictions of the others."""
+        # Set by BentoML for a submitted task; a direct POST /predict_file has none.
+        task_id = str(getattr(ctx.request.state, "task_id", "") or f"direct-{id(file)}")
+        try:
+            data = file.read_bytes()
+        finally:
+            file.unlink(missing_ok=True)
+        try:
+            return await self.score_file(task_id, data, file.suffix, text_column or None)
+        except RequestError as exc:
+            raise task_error(exc) from None
+
+    async def score_file(
+        self,
+        job_id: str,
+        data: bytes,
+        suffix: str,
+        text_column: str | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> dict[str, Any]:
+        """The file task's work, also the UI's for large files: rows checked, scored a batch
+        at a time with progress (`/predict_file/progress`, and `on_progress(done, rows)`).
+        RequestError for a file that cannot be used as a whole."""
+        rows = read_rows(
+            data, suffix, text_column, CONFIG.api.max_file_rows, CONFIG.api.max_text_chars
+        )
+        self.files.start(job_id, rows.rows)
+
+        def advance(done: int) -> None:
+            self.files.advance(job_id, done)
+            if on_progress is not None:
+                on_progress(done, rows.rows)
+
+        try:
+            result = await score_rows(rows, self.classify, CONFIG.batching.max_batch_size, advance)
+        finally:
+            self.files.finish(job_id)
+        return {**result, "model_version": self.info["version"], "timestamp": now_iso()}
 
 
 # The first middleware added sees a request first: keys (when configured), then admission
@@ -145,4 +229,9 @@ SentimentAPI.add_asgi_middleware(  # type: ignore[attr-defined]
     state=ADMISSION,
 )
 SentimentAPI.add_asgi_middleware(PredictGuard, limits=LIMITS)  # type: ignore[attr-defined]
+SentimentAPI.add_asgi_middleware(  # type: ignore[attr-defined]
+    UploadLimit,
+    max_bytes=CONFIG.api.max_file_bytes,
+    paths=("/predict_file", "/predict_file/submit"),
+)
 SentimentAPI.add_asgi_middleware(JsonMetrics, summary=summary)  # type: ignore[attr-defined]

@@ -173,9 +173,16 @@ class BatchingSection(StrictModel):
 
 
 class ApiSection(StrictModel):
-    max_texts_per_request: int = Field(64, ge=1)
+    # A request above batching.max_batch_size is cut into batches of that size, run one after
+    # another, so other clients' requests are served between them.
+    max_texts_per_request: int = Field(2048, ge=1)
     max_text_chars: int = Field(20_000, ge=1)
-    max_request_bytes: int = Field(1_000_000, ge=1024)
+    max_request_bytes: int = Field(4_000_000, ge=1024)
+    # /predict_file (a task: submit, poll, fetch): the file's size and data rows.
+    max_file_bytes: int = Field(20_000_000, ge=1024)
+    max_file_rows: int = Field(100_000, ge=1)
+    # Files accepted but not finished yet; one more is refused (429) rather than queued.
+    max_file_tasks: int = Field(4, ge=1)
     # A /predict body must arrive within this; a slow or unterminated one is answered 408.
     read_timeout_s: float = Field(10.0, gt=0)
     # Requests one worker works on at once; beyond that the request guard answers 429 at once,
@@ -230,6 +237,8 @@ SERVING_ENV: dict[str, tuple[str, ...]] = {
     "SENTIMENT_MAX_BATCH_SIZE": ("batching", "max_batch_size"),
     "SENTIMENT_MAX_LATENCY_MS": ("batching", "max_latency_ms"),
     "SENTIMENT_MAX_TEXTS": ("api", "max_texts_per_request"),
+    "SENTIMENT_MAX_FILE_BYTES": ("api", "max_file_bytes"),
+    "SENTIMENT_MAX_FILE_ROWS": ("api", "max_file_rows"),
     "SENTIMENT_READ_TIMEOUT_S": ("api", "read_timeout_s"),
     "SENTIMENT_MAX_CONCURRENCY": ("api", "max_concurrency"),
     "SENTIMENT_RETRY_AFTER_S": ("api", "retry_after_s"),

@@ -210,6 +210,32 @@ async def read_body(receive: Receive, max_bytes: int, timeout_s: float) -> bytes
     return bytes(body)
 
 
+class UploadLimit:
+    """ASGI middleware: bodies sent to `paths` (file uploads) must state their length, at most
+    `max_bytes`: refused with 411/413 before a byte of them is read. uvicorn never lets a body
+    run past its Content-Length, so the stated length bounds what is stored."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, paths: Sequence[str]) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.paths = tuple(paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths or scope["method"] == "GET":
+            await self.app(scope, receive, send)
+            return
+        length = next(
+            (bytes(v) for k, v in scope.get("headers", ()) if k.lower() == b"content-length"),
+            None,
+        )
+        if length is None or not length.isdigit():
+            await reply_json(send, 411, "send the file with a Content-Length header")
+        elif int(length) > self.max_bytes:
+            await reply_json(send, 413, f"file upload over {self.max_bytes} bytes")
+        else:
+            await self.app(scope, receive, send)
+
+
 def is_json_content_type(scope: Scope) -> bool:
     """No Content-Type, or a JSON one (`application/json`, `application/*+json`, any
     parameters): a form or plain text is refused rather than guessed at."""

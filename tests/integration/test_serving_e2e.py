@@ -80,8 +80,8 @@ def test_health_and_model_info(served_url: str) -> None:
         (b'{"texts": ["ok"], "return_probabilities": "yes"}', 400, "true or false"),
         (b'{"texts": ["unterminated"', 400, "not valid JSON"),
         (b"[1, 2]", 400, "JSON object"),
-        (b'{"texts": [' + b'"x",' * 64 + b'"x"]}', 413, "more than the limit"),
-        (b'{"texts": ["' + b"a" * 1_100_000 + b'"]}', 413, "request body over"),
+        (b'{"texts": [' + b'"x",' * 2048 + b'"x"]}', 413, "more than the limit"),
+        (b'{"texts": ["' + b"a" * 4_100_000 + b'"]}', 413, "request body over"),
     ],
 )
 def test_bad_input_gets_a_clear_4xx(

@@ -10,6 +10,7 @@ from serving.http import (
     Limits,
     PredictGuard,
     RequestError,
+    UploadLimit,
     format_prediction,
     health_payload,
     is_json_content_type,
@@ -264,3 +265,25 @@ def test_model_info_has_the_original_keys_too() -> None:
     payload = model_info_payload({**info, "max_length": 128})
     assert payload["model_name"] == "sentiment" and payload["model_version"] == "v1"
     assert payload["name"] == "sentiment" and payload["max_length"] == 128
+
+
+def test_uploads_must_state_a_length_within_the_limit() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+
+    def status(headers: list[tuple[bytes, bytes]], method: str = "POST", path: str = "/f") -> int:
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "path": path, "method": method, "headers": headers}
+        asyncio.run(UploadLimit(app, max_bytes=100, paths=("/f",))(scope, None, send))
+        return int(sent[0]["status"])
+
+    assert status([(b"content-length", b"100")]) == 200
+    assert status([(b"content-length", b"101")]) == 413
+    assert status([]) == 411
+    assert status([(b"content-length", b"-1")]) == 411
+    assert status([], method="GET") == 200
+    assert status([], path="/other") == 200
