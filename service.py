@@ -8,6 +8,7 @@ processes beside the worker on CPU (serving/replicas.py).
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from starlette.routing import Route
 from monitoring.hook import SERVICE_MONITORING, log_predictions, mark_model_loaded, summary
 from monitoring.hook import monitoring_endpoint as monitoring_route
 from monitoring.metrics import observe_batch, observe_replicas
+from monitoring.system import start_system_metrics
 from sentiment.config import load_access_keys, load_serving_config
 from serving.admission import AdmissionGate, AdmissionState, install_drain
 from serving.auth import ApiKeyGuard
@@ -118,6 +120,7 @@ class SentimentAPI:
         self.stopping = threading.Event()
         if CONFIG.api.metrics_enabled:
             watch_replicas(self.model, observe_replicas, self.stopping)
+            start_system_metrics(self.process_ids, self.stopping)
         install_drain(ADMISSION, CONFIG.api.drain_timeout_s)
 
     @bentoml.on_startup
@@ -130,6 +133,13 @@ class SentimentAPI:
         self.stopping.set()
         await self.batcher.aclose()
         self.model.close()
+
+    def process_ids(self) -> dict[str, int]:
+        """Role -> pid of the processes whose CPU and memory /metrics shows."""
+        pids = {"worker": os.getpid()}
+        for index, pid in enumerate(self.model.pids()):
+            pids[f"model-{index}"] = pid
+        return pids
 
     def replicas_alive(self) -> tuple[int, int]:
         """(running, configured) model replicas."""

@@ -9,6 +9,7 @@ SENTIMENT_CONTAINER ?= sentiment-api
 COMPOSE_FILE ?= docker/docker-compose.yml
 COMPOSE_PROJECT ?= sentiment-platform
 PROMTOOL ?= promtool
+AMTOOL ?= amtool
 export BASE_IMAGE
 
 .PHONY: docker-engine base-image build containerize docker-build docker-run docker-teardown \
@@ -48,19 +49,20 @@ docker-teardown: ## Stop and remove SENTIMENT_CONTAINER and the compose stack (i
 	@if [ -n "$$(docker ps -aq --filter label=com.docker.compose.project=$(COMPOSE_PROJECT))" ]; then \
 		docker-compose -p $(COMPOSE_PROJECT) -f $(COMPOSE_FILE) down; fi
 
-compose-up: docker-engine ## Start the stack: service :3000, Grafana :3001 (GRAFANA_ADMIN_PASSWORD required); MLflow, Prometheus internal
+compose-up: docker-engine ## Start the stack: service :3000, Grafana :3001 (GRAFANA_ADMIN_PASSWORD required); MLflow, Prometheus, Alertmanager internal
 	@docker image inspect $(SERVICE_IMAGE):latest >/dev/null 2>&1 || { echo "no $(SERVICE_IMAGE):latest image: run make containerize first"; exit 1; }
 	@missing=""; for img in $$(SENTIMENT_IMAGE=$(SERVICE_IMAGE):latest docker-compose -f $(COMPOSE_FILE) config | awk '$$1 == "image:" {print $$2}'); do \
 		docker image inspect $$img >/dev/null 2>&1 || docker pull -q $$img >/dev/null 2>&1 || missing="$$missing $$img"; \
 	done; if [ -n "$$missing" ]; then \
 		echo "cannot pull:$$missing (no registry access here; docs/ship.md says how their configs are tested)"; exit 1; fi
 	SENTIMENT_IMAGE=$(SERVICE_IMAGE):latest docker-compose -p $(COMPOSE_PROJECT) -f $(COMPOSE_FILE) up -d
-	@echo "API http://localhost:3000  Grafana http://localhost:3001  (MLflow and Prometheus: internal network only)"
+	@echo "API http://localhost:3000  Grafana http://localhost:3001  (MLflow, Prometheus, Alertmanager: internal network only)"
 
 compose-down: ## Stop the stack (volumes kept; add COMPOSE_DOWN_ARGS=-v to drop them)
 	docker-compose -p $(COMPOSE_PROJECT) -f $(COMPOSE_FILE) down $(COMPOSE_DOWN_ARGS)
 
-check-prometheus: ## promtool: check prometheus.yml and alerts.yml, run the alert unit tests
+check-prometheus: ## promtool/amtool: check prometheus.yml, alerts.yml, alertmanager.yml; run the alert unit tests
+	$(AMTOOL) check-config docker/alertmanager.yml
 	$(PROMTOOL) check config docker/prometheus.yml
 	$(PROMTOOL) check rules docker/alerts.yml
 	$(PROMTOOL) test rules docker/alerts_test.yml

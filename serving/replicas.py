@@ -51,6 +51,8 @@ class Replicas(Protocol):
 
     def replicas_alive(self) -> int: ...
 
+    def pids(self) -> list[int]: ...
+
     def close(self) -> None: ...
 
 
@@ -70,6 +72,10 @@ class InProcessReplica:
 
     def replicas_alive(self) -> int:
         return 1
+
+    def pids(self) -> list[int]:
+        """No model processes: the model runs in the worker."""
+        return []
 
     def close(self) -> None:
         pass
@@ -255,6 +261,10 @@ class ReplicaPool:
     def replicas_alive(self) -> int:
         """How many model processes are running (a dead one is replaced on its next batch)."""
         return sum(replica.running() for replica in self._replicas)
+
+    def pids(self) -> list[int]:
+        """Process ids of the model processes, by index (a replaced one under its new pid)."""
+        return [r.process.pid for r in self._replicas if r.process.pid is not None]
 
     def close(self) -> None:
         for replica in self._replicas:
