@@ -139,7 +139,13 @@ def test_compose_mounts_existing_files_and_scrapes_the_service() -> None:
     published = compose["services"][host]["ports"][0]
     assert published.endswith(f":{port}")
     datasource = yaml.safe_load(DATASOURCES.read_text())["datasources"][0]
-    assert datasource["url"] == "http://prometheus:9090"
+    assert datasource["url"] == "http://prometheus:${PROMETHEUS_PORT}"
+    grafana_env = compose["services"]["grafana"]["environment"]
+    assert grafana_env["PROMETHEUS_PORT"] == "${PROMETHEUS_PORT:-9090}"
+    assert (
+        "--web.listen-address=:${PROMETHEUS_PORT:-9090}"
+        in compose["services"]["prometheus"]["command"]
+    )
     assert "prometheus" in compose["services"]
 
 
