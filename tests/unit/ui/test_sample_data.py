@@ -18,3 +18,8 @@ def test_the_sample_loads_in_the_batch_tab_with_its_text_column_found() -> None:
     assert len(texts) == 30 and rows == list(range(30))
     assert set(frame["label"]) == set(LABEL_NAMES)
     assert (frame["label"] == "positive").sum() == 15
+
+
+def test_the_original_sample_path_reads_the_same_file() -> None:
+    original = PROJECT_ROOT / "data" / "sample_data.csv"
+    assert original.read_bytes() == SAMPLE.read_bytes()
