@@ -24,6 +24,7 @@ import psutil
 import pytest
 
 from loadtests.servers import PROJECT_ROOT, ServerProcess
+from tests.conftest import own_home
 
 KEY = "test-key-0123456789abcdef"
 SECOND_KEY = "second-key-0123456789abcdef"
@@ -139,7 +140,7 @@ def guarded(bento_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
     keys_file = tmp_path_factory.mktemp("secrets") / "api-keys"
     keys_file.write_text(f"# one key per line\n{SECOND_KEY}\n")
     env = {
-        **bento_env,
+        **own_home(bento_env, tmp_path_factory.mktemp("guarded_home")),
         "SENTIMENT_API_KEYS": KEY,
         "SENTIMENT_API_KEYS_FILE": str(keys_file),
         "SENTIMENT_METRICS_KEY": METRICS_KEY,
@@ -310,7 +311,7 @@ class Load:
 def test_kill_a_model_process_then_sigterm_under_load(
     bento_env: dict[str, str], tmp_path: Path
 ) -> None:
-    env = {**bento_env, "SENTIMENT_DRAIN_TIMEOUT_S": "15"}
+    env = {**own_home(bento_env, tmp_path), "SENTIMENT_DRAIN_TIMEOUT_S": "15"}
     server = ServerProcess.bentoml(env, tmp_path / "bentoml.log")
     try:
         server.wait_ready()

@@ -7,12 +7,15 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from loadtests.servers import ServerProcess
 from sentiment.config import PROJECT_ROOT
+from tests.conftest import own_home
 
 SAMPLE = PROJECT_ROOT / "data" / "sample_reviews.csv"
 
@@ -157,3 +160,30 @@ def test_pytest_cov_is_accepted() -> None:
 def test_unknown_task_progress_is_404(served_url: str, path: str) -> None:
     resp = httpx.get(f"{served_url}{path}", params={"task_id": "nope"}, timeout=30)
     assert resp.status_code == 404 and json.loads(resp.text)["error"]
+
+
+def test_the_original_environment_variables_reach_the_served_model(
+    bento_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`export METRICS_ENABLED=false MAX_LENGTH=32 BATCH_SIZE=8`, then serve, as its users do."""
+    env = {
+        **own_home(bento_env, tmp_path),
+        "METRICS_ENABLED": "false",
+        "MAX_LENGTH": "32",
+        "BATCH_SIZE": "8",
+    }
+    server = ServerProcess.bentoml(env, tmp_path / "bentoml.log")
+    try:
+        server.wait_ready()
+        info = httpx.get(f"{server.url}/model/info", timeout=30).json()
+        assert (info["max_length"], info["max_batch_size"]) == (32, 8)
+        resp = httpx.post(f"{server.url}/predict", json={"texts": ["fine"] * 20}, timeout=60)
+        assert resp.status_code == 200 and len(resp.json()["predictions"]) == 20
+        metrics = httpx.get(f"{server.url}/metrics", timeout=30).text
+        for own in ("prediction_total", "sentiment_batch_texts", "sentiment_process_cpu_cores"):
+            assert own not in metrics, own
+        assert "bentoml_service_request_total" in metrics  # BentoML's own stay
+        summary = httpx.get(f"{server.url}/monitoring", timeout=30).json()
+        assert summary["total_predictions"] == 0
+    finally:
+        server.stop()
