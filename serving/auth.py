@@ -21,7 +21,16 @@ from collections.abc import Iterable, Sequence
 from urllib.parse import parse_qs
 
 from sentiment.config import AccessKeys
-from serving.http import ASGIApp, Receive, RequestError, Scope, Send, read_body, reply_json
+from serving.http import (
+    ASGIApp,
+    Receive,
+    RequestError,
+    Scope,
+    Send,
+    read_body,
+    reply_json,
+)
+from serving.http import header_value as header
 
 PROBE_PATHS = frozenset({"/health", "/healthz", "/livez", "/readyz"})
 METRICS_PATH = "/metrics"
@@ -49,13 +58,6 @@ def matches_any(candidate: str | bytes, digests: Sequence[bytes]) -> bool:
     for digest in digests:
         found |= hmac.compare_digest(probe, digest)
     return found
-
-
-def header(scope: Scope, name: bytes) -> bytes | None:
-    for key, value in scope.get("headers", ()):
-        if key.lower() == name:
-            return bytes(value)
-    return None
 
 
 def presented_key(scope: Scope) -> bytes | None:

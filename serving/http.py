@@ -210,10 +210,36 @@ async def read_body(receive: Receive, max_bytes: int, timeout_s: float) -> bytes
     return bytes(body)
 
 
+def header_value(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return bytes(value)
+    return None
+
+
+def multipart_problem(content_type: bytes | None) -> tuple[int, str] | None:
+    """Why a file upload's Content-Type cannot be parsed, or None: it must be
+    multipart/form-data with a boundary (the multipart parser fails on anything else)."""
+    if content_type is None:
+        return 415, "send the file as multipart/form-data (curl -F file=@reviews.csv)"
+    media, _, params = content_type.partition(b";")
+    if media.strip().lower() != b"multipart/form-data":
+        return 415, "send the file as multipart/form-data (curl -F file=@reviews.csv)"
+    boundary = [
+        p.partition(b"=")[2].strip(b' "')
+        for p in params.split(b";")
+        if p.strip().lower().startswith(b"boundary=")
+    ]
+    if not boundary or not boundary[0]:
+        return 400, "multipart/form-data without a boundary"
+    return None
+
+
 class UploadLimit:
-    """ASGI middleware: bodies sent to `paths` (file uploads) must state their length, at most
-    `max_bytes`: refused with 411/413 before a byte of them is read. uvicorn never lets a body
-    run past its Content-Length, so the stated length bounds what is stored."""
+    """ASGI middleware for file uploads to `paths`: multipart/form-data with a boundary, and a
+    stated length of at most `max_bytes`; refused (415/400, 411/413) before a byte of the body
+    is read. uvicorn never lets a body run past its Content-Length, so the stated length
+    bounds what is stored."""
 
     def __init__(self, app: ASGIApp, max_bytes: int, paths: Sequence[str]) -> None:
         self.app = app
@@ -224,14 +250,14 @@ class UploadLimit:
         if scope["type"] != "http" or scope["path"] not in self.paths or scope["method"] == "GET":
             await self.app(scope, receive, send)
             return
-        length = next(
-            (bytes(v) for k, v in scope.get("headers", ()) if k.lower() == b"content-length"),
-            None,
-        )
+        length = header_value(scope, b"content-length")
+        problem = multipart_problem(header_value(scope, b"content-type"))
         if length is None or not length.isdigit():
             await reply_json(send, 411, "send the file with a Content-Length header")
         elif int(length) > self.max_bytes:
             await reply_json(send, 413, f"file upload over {self.max_bytes} bytes")
+        elif problem is not None:
+            await reply_json(send, *problem)
         else:
             await self.app(scope, receive, send)
 

@@ -281,9 +281,13 @@ def test_uploads_must_state_a_length_within_the_limit() -> None:
         asyncio.run(UploadLimit(app, max_bytes=100, paths=("/f",))(scope, None, send))
         return int(sent[0]["status"])
 
-    assert status([(b"content-length", b"100")]) == 200
-    assert status([(b"content-length", b"101")]) == 413
-    assert status([]) == 411
-    assert status([(b"content-length", b"-1")]) == 411
+    form = (b"content-type", b"multipart/form-data; boundary=x")
+    assert status([(b"content-length", b"100"), form]) == 200
+    assert status([(b"content-length", b"101"), form]) == 413
+    assert status([form]) == 411
+    assert status([(b"content-length", b"-1"), form]) == 411
+    assert status([(b"content-length", b"9"), (b"content-type", b"multipart/form-data")]) == 400
+    assert status([(b"content-length", b"9"), (b"content-type", b"text/csv")]) == 415
+    assert status([(b"content-length", b"9")]) == 415
     assert status([], method="GET") == 200
     assert status([], path="/other") == 200
