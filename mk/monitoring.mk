@@ -9,3 +9,9 @@ monitor-memory: ensure-model ## Serve, send 20,000 predictions, report the worke
 
 test-monitoring: $(STAMP) ## Unit tests of the drift tests, detector, monitor hook and benchmark helpers
 	$(PY) -m pytest tests/unit/monitoring tests/unit/loadtests/test_drift_benchmark.py $(PYTEST_ARGS)
+
+# Label-free accuracy estimate vs realized accuracy (issue 16). See monitoring/performance.py.
+.PHONY: performance-estimation-benchmark
+
+performance-estimation-benchmark: ensure-model ## Estimated vs realized accuracy per shift, windows of 200/500 (results/performance_estimation.json)
+	$(PY) -m loadtests.performance_estimation
