@@ -38,6 +38,7 @@ from serving.http import (
     PredictGuard,
     PredictResponse,
     RequestError,
+    TaskControl,
     UploadLimit,
     health_payload,
     model_info_payload,
@@ -244,4 +245,5 @@ SentimentAPI.add_asgi_middleware(  # type: ignore[attr-defined]
     max_bytes=CONFIG.api.max_file_bytes,
     paths=("/predict_file", "/predict_file/submit"),
 )
+SentimentAPI.add_asgi_middleware(TaskControl, task_routes=("/predict_file",))  # type: ignore[attr-defined]
 SentimentAPI.add_asgi_middleware(JsonMetrics, summary=summary)  # type: ignore[attr-defined]

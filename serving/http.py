@@ -262,6 +262,28 @@ class UploadLimit:
             await self.app(scope, receive, send)
 
 
+class TaskControl:
+    """ASGI middleware: BentoML's `<task>/cancel` and `<task>/retry` answered here with a 400.
+    The local server cannot stop a running task: its cancel only marks the stored row, which
+    then holds no result and makes `<task>/get` fail with a 500 (schemathesis found it). Retry
+    replays a stored upload that the task has already removed. Submit the file again instead."""
+
+    def __init__(self, app: ASGIApp, task_routes: Sequence[str]) -> None:
+        self.app = app
+        self.refused = {
+            f"{route}/{action}": action for route in task_routes for action in ("cancel", "retry")
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        action = self.refused.get(scope["path"]) if scope["type"] == "http" else None
+        if action is None:
+            await self.app(scope, receive, send)
+            return
+        await reply_json(
+            send, 400, f"a file task cannot {action} here: wait for it, or submit the file again"
+        )
+
+
 def is_json_content_type(scope: Scope) -> bool:
     """No Content-Type, or a JSON one (`application/json`, `application/*+json`, any
     parameters): a form or plain text is refused rather than guessed at."""

@@ -10,6 +10,7 @@ from serving.http import (
     Limits,
     PredictGuard,
     RequestError,
+    TaskControl,
     UploadLimit,
     format_prediction,
     health_payload,
@@ -291,3 +292,22 @@ def test_uploads_must_state_a_length_within_the_limit() -> None:
     assert status([(b"content-length", b"9")]) == 415
     assert status([], method="GET") == 200
     assert status([], path="/other") == 200
+
+
+def test_task_cancel_and_retry_are_refused_and_the_rest_passes() -> None:
+    passed: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        passed.append(scope["path"])
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    guard = TaskControl(app, task_routes=("/predict_file",))
+    for path in ("/predict_file/cancel", "/predict_file/retry", "/predict_file/get"):
+        asyncio.run(guard({"type": "http", "path": path, "method": "PUT"}, None, send))
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [400, 400]
+    assert json.loads(sent[1]["body"])["error"].startswith("a file task cannot cancel here")
+    assert passed == ["/predict_file/get"]
