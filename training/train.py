@@ -8,6 +8,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +31,7 @@ from sentiment.data import (
     load_splits,
     sample_rows,
 )
+from training.distributed import world_from_env
 from training.finetune import EpochResult, FinetuneResult, finetune
 from training.registry import Registry
 
@@ -67,6 +69,11 @@ def pip_requirements() -> list[str]:
     ]
 
 
+def pyfunc_inference_config(cfg: TrainingConfig) -> dict[str, Any]:
+    """The logged pipeline's call settings; scoring.spark may override these keys only."""
+    return {"truncation": True, "max_length": cfg.model.max_length, "batch_size": 32}
+
+
 def log_and_register(
     cfg: TrainingConfig,
     config_path: Path,
@@ -98,6 +105,9 @@ def log_and_register(
         pip_requirements=pip_requirements(),
         registered_model_name=cfg.mlflow.registered_model_name,
         metadata={"temperature": temperature},
+        # How every pyfunc consumer (mlflow.pyfunc.spark_udf in scoring/, `mlflow models
+        # serve`) calls the pipeline: truncated as the service truncates, in batches.
+        model_config=pyfunc_inference_config(cfg),
     )
     version = str(info.registered_model_version)
     registry = Registry(cfg.mlflow.tracking_uri)
@@ -123,10 +133,15 @@ def log_and_register(
     )
 
 
-def run_training(cfg: TrainingConfig, config_path: Path) -> TrainingOutcome:
+def run_training(cfg: TrainingConfig, config_path: Path) -> TrainingOutcome | None:
+    """Train, log and register; under torchrun only rank 0 talks to MLflow (None elsewhere)."""
     import mlflow
 
     train, evaluation = prepare_data(cfg)
+    world = world_from_env()
+    if not world.is_main:
+        finetune(cfg, train, evaluation)
+        return None
     print(
         f"training on {len(train)} sentences {dict(label_counts(train.labels))}, "
         f"evaluating on {len(evaluation)}"
@@ -142,6 +157,7 @@ def run_training(cfg: TrainingConfig, config_path: Path) -> TrainingOutcome:
                 "data.holdout_size": cfg.data.holdout_size,
                 "data.train_sentences": len(train),
                 "data.eval_sentences": len(evaluation),
+                "training.processes": world.size,
             }
         )
 
@@ -176,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataUnavailableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if outcome is None:
+        return 0  # a torchrun rank other than 0: it trained; rank 0 logs and registers
     total = time.perf_counter() - started
     print(
         f"registered {outcome.model_name} version {outcome.version} as @{outcome.alias}: "

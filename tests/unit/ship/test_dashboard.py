@@ -163,12 +163,15 @@ def compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 def test_compose_file_is_valid_for_docker_compose() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "GRAFANA_ADMIN_PASSWORD"}
-    result = compose_config({**env, "GRAFANA_ADMIN_PASSWORD": "not-a-default"})
+    secrets = ("GRAFANA_ADMIN_PASSWORD", "MLFLOW_DB_PASSWORD")
+    env = {k: v for k, v in os.environ.items() if k not in secrets}
+    result = compose_config({**env, **{name: "not-a-default" for name in secrets}})
     assert result.returncode == 0, result.stderr
-    # No default admin password: compose refuses to start Grafana without one.
-    refused = compose_config(env)
-    assert refused.returncode != 0 and "GRAFANA_ADMIN_PASSWORD" in refused.stderr
+    # No default passwords: compose refuses to start without each one.
+    for missing in secrets:
+        given = {name: "not-a-default" for name in secrets if name != missing}
+        refused = compose_config({**env, **given})
+        assert refused.returncode != 0 and missing in refused.stderr
 
 
 def test_only_the_api_and_grafana_are_published() -> None:
@@ -178,7 +181,8 @@ def test_only_the_api_and_grafana_are_published() -> None:
         "grafana",
         "sentiment-api",
     ]
-    for name in ("mlflow", "prometheus"):
-        assert services[name]["networks"] == ["internal"], name
+    assert services["prometheus"]["networks"] == ["internal"]
+    assert services["mlflow-db"]["networks"] == ["internal"]
+    assert "internal" in services["mlflow"]["networks"]
     assert compose["networks"]["internal"] == {"internal": True}
     assert "admin" not in str(services["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"])
