@@ -1,13 +1,17 @@
 """The Gradio Blocks app: single prediction, batch CSV analysis, model and monitoring.
 
 `build_ui(backend, cfg)` makes the page; `UIHandlers` holds what its events do, so unit tests
-drive the same code with a fake backend and no browser. `prepare_for_mount` does what
+drive the same code with a fake backend and no browser. A CSV file of up to `batch.max_rows`
+rows is analyzed in the page, a batch of texts per model call; a larger one (within
+`ui.config.file_limits`) is scored by the service's `score_file`, the `/predict_file` task's
+code, with its progress shown the same way. `prepare_for_mount` does what
 `launch()` would have done for theme and CSS: BentoML mounts the Blocks without launching it,
 and a Blocks without a theme answers 500 on GET /ui/.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import tempfile
 import time
@@ -19,10 +23,11 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from sentiment.config import ApiSection
 from sentiment.labels import LABEL_NAMES
 from ui import charts, guard, tables, uploads, views
 from ui.backend import ServiceBackend, UIBackend
-from ui.config import UIConfig, load_ui_config
+from ui.config import FileLimits, UIConfig, file_limits, load_file_limits, load_ui_config
 from ui.style import CSS
 
 logger = logging.getLogger("sentiment.ui")
@@ -33,6 +38,9 @@ BATCH_PLACEHOLDER = views.placeholder_html(
     "Upload a CSV file and press Analyze file: a summary, charts and the results table appear here."
 )
 FAILED_CALL = "The model did not answer ({reason}){where}. Try again in a moment."
+# The suffix of what the service's file code is sent: JSON lines (see tables.file_job_lines).
+FILE_JOB_SUFFIX = ".jsonl"
+FILE_JOB_PROGRESS = "Scoring rows (file job)"
 
 
 def _no_progress(*args: Any, **kwargs: Any) -> None:
@@ -71,16 +79,23 @@ def analyzed_name(upload_name: str) -> str:
 
 
 class UIHandlers:
-    """What the page's events do. Each returns values for its outputs and never raises."""
+    """What the page's events do. Each returns values for its outputs and never raises, but
+    for one case: the service refusing a file sent to its file code is a `gr.Error`."""
 
     def __init__(
-        self, backend: UIBackend, cfg: UIConfig, upload_roots: Sequence[Path] | None = None
+        self,
+        backend: UIBackend,
+        cfg: UIConfig,
+        upload_roots: Sequence[Path] | None = None,
+        limits: FileLimits | None = None,
     ) -> None:
         """`upload_roots`: the only folders batch files are read from (Gradio's upload folder in
-        the service, see `service_ui`); None reads any path, for tests with hand-made files."""
+        the service, see `service_ui`); None reads any path, for tests with hand-made files.
+        `limits`: the batch tab's file limits; None takes the serving config's defaults."""
         self.backend = backend
         self.cfg = cfg
         self.upload_roots = None if upload_roots is None else tuple(upload_roots)
+        self.limits = limits or file_limits(cfg.batch)
 
     # --- monitoring --------------------------------------------------------------------------
 
@@ -135,7 +150,17 @@ class UIHandlers:
         if self.upload_roots is not None and not uploads.is_confined(path, self.upload_roots):
             logger.warning("batch tab refused a file outside the upload folder: %r", path)
             raise tables.InputProblem(uploads.FOREIGN_FILE)
-        return tables.read_upload(path, self.cfg.batch.max_rows, self.cfg.batch.max_file_bytes)
+        return tables.read_upload(path, self.limits.max_rows, self.limits.max_bytes)
+
+    def _prepare(
+        self, path: str, column: str | None
+    ) -> tuple[tables.CsvUpload, list[str], list[int]]:
+        upload = self._read(path)
+        return (upload, *tables.texts_to_score(upload.frame, column))
+
+    def _inline(self, upload: tables.CsvUpload) -> bool:
+        """Analyzed in the page (True), or scored by the service's file code."""
+        return len(upload.frame) <= self.limits.inline_rows
 
     @staticmethod
     def no_results() -> tuple[Any, ...]:
@@ -179,6 +204,12 @@ class UIHandlers:
             f"{len(columns)} column{'s' if len(columns) != 1 else ''}. "
             f"Text column: '{guess}' (change it above if that is wrong)."
         )
+        if not self._inline(upload):
+            note += (
+                f" Over {self.limits.inline_rows:,} rows, the file is scored as a file job: "
+                "the download lists each row's text, sentiment and confidence, or why it was "
+                "refused."
+            )
         return (
             gr.update(choices=columns, value=guess),
             views.message_html("info", note),
@@ -196,10 +227,12 @@ class UIHandlers:
         if not path:
             return refused("warning", "Upload a CSV file first.")
         try:
-            upload = self._read(path)
-            texts, positions = tables.texts_to_score(upload.frame, column)
+            # Off the event loop, which the API shares: 100,000 rows take about a second.
+            upload, texts, positions = await asyncio.to_thread(self._prepare, path, column)
         except tables.InputProblem as exc:
             return refused("error", str(exc))
+        if column and not self._inline(upload):
+            return await self._score_as_file(upload, column, log, progress)
         limit = self.cfg.single.max_text_chars
         # The tokenizer keeps only the first max_length tokens; sending megabytes is pointless.
         texts = [t[: limit * 4] for t in texts]
@@ -225,6 +258,103 @@ class UIHandlers:
             logger.exception("preparing batch results failed")
             return refused("error", f"The results could not be prepared ({_reason(exc)}).")
 
+    async def _score_as_file(
+        self, upload: tables.CsvUpload, column: str, log: bool, progress: Progress
+    ) -> tuple[Any, ...]:
+        """A file over the inline limit, scored by the service's file code (the `/predict_file`
+        task's): its rows' checks, the file-job cap, a batch at a time with progress."""
+        rows = len(upload.frame)
+        done = 0
+
+        def advance(scored: int, total: int) -> None:
+            nonlocal done
+            done = scored
+            progress((scored, total), desc=FILE_JOB_PROGRESS, unit="rows")
+
+        progress((0, rows), desc=FILE_JOB_PROGRESS, unit="rows")
+        data = await asyncio.to_thread(tables.file_job_lines, upload.frame, column)
+        job_id = f"ui-{uuid.uuid4().hex}"
+        started = time.perf_counter()
+        try:
+            result = await self.backend.score_file(job_id, data, FILE_JOB_SUFFIX, column, advance)
+        except ValueError as exc:  # the service's one-line refusal of the file as a whole
+            reason = (str(exc).strip().splitlines() or ["the file could not be used"])[0]
+            logger.info("file job %s refused %r: %s", job_id, upload.name, reason)
+            raise gr.Error(
+                f"'{upload.name}' could not be scored: {reason[:300].rstrip('.')}.",
+                print_exception=False,
+            ) from None
+        except Exception as exc:
+            logger.exception("file job %s failed", job_id)
+            where = f" after {done:,} of {rows:,} rows" if done else ""
+            message = FAILED_CALL.format(reason=_reason(exc), where=where)
+            return (views.message_html("error", message), *self.no_results())
+        seconds = time.perf_counter() - started
+        try:
+            # A CSV of every row to write: off the event loop too.
+            return await asyncio.to_thread(
+                self._file_job_results, upload, column, result, seconds, log
+            )
+        except Exception as exc:  # a malformed answer, a full disk: still a message, not a 500
+            logger.exception("preparing file job results failed")
+            message = f"The results could not be prepared ({_reason(exc)})."
+            return (views.message_html("error", message), *self.no_results())
+
+    def _file_job_results(
+        self,
+        upload: tables.CsvUpload,
+        column: str,
+        result: dict[str, Any],
+        seconds: float,
+        log: bool,
+    ) -> tuple[Any, ...]:
+        frame = tables.file_job_frame(upload.frame, column, result)
+        scored = frame[frame["sentiment"].notna()]
+        labels = scored["sentiment"].astype(str).tolist()
+        confidences = scored["confidence"].astype(float).tolist()
+        distribution = charts.distribution_frame(labels)
+        counts = dict(zip(distribution["sentiment"], distribution["rows"], strict=True))
+        target = self._save(upload.name, frame)
+
+        preview = frame[["text", "sentiment", "confidence"]].head(self.cfg.batch.preview_rows)
+        cut = len(preview) < len(frame)
+        shown_note = f"; the table shows the first {len(preview):,}" if cut else ""
+        not_logged = " Files scored as a file job are not logged to monitoring." if log else ""
+        status = views.message_html(
+            "success",
+            f"Scored {len(scored):,} of {len(frame):,} rows of '{upload.name}' as a file "
+            f"job{shown_note}. The download lists every row: its text, sentiment and "
+            f"confidence, or why it was refused.{not_logged}",
+        )
+        summary = views.batch_summary_html(
+            upload.name,
+            len(frame),
+            len(scored),
+            seconds,
+            counts,
+            refused_why="(the download's error column says why).",
+        )
+        return (
+            status,
+            summary,
+            gr.update(visible=True),
+            preview,
+            gr.update(value=str(target), visible=True),
+            distribution,
+            charts.confidence_histogram(confidences, labels),
+        )
+
+    @staticmethod
+    def _save(upload_name: str, frame: pd.DataFrame) -> Path:
+        """The analyzed CSV, in a folder of its own, ready for the download button."""
+        folder = download_dir()
+        prune_downloads(folder, DOWNLOAD_MAX_AGE_S)
+        # One folder per run keeps the file's own name for the browser's download.
+        target = folder / uuid.uuid4().hex / analyzed_name(upload_name)
+        target.parent.mkdir()
+        target.write_bytes(tables.to_csv_bytes(frame))
+        return target
+
     def _results(
         self,
         upload: tables.CsvUpload,
@@ -239,13 +369,7 @@ class UIHandlers:
         confidences = [float(r["confidence"]) for r in raw]
         distribution = charts.distribution_frame(labels)
         counts = dict(zip(distribution["sentiment"], distribution["rows"], strict=True))
-
-        folder = download_dir()
-        prune_downloads(folder, DOWNLOAD_MAX_AGE_S)
-        # One folder per run keeps the file's own name for the browser's download.
-        target = folder / uuid.uuid4().hex / analyzed_name(upload.name)
-        target.parent.mkdir()
-        target.write_bytes(tables.to_csv_bytes(result))
+        target = self._save(upload.name, result)
 
         sentiment_col, confidence_col = tables.output_columns(list(upload.frame.columns))
         shown = [column, sentiment_col, confidence_col] if column else []
@@ -273,8 +397,9 @@ class UIHandlers:
     def settings(self) -> list[tuple[str, Any]]:
         return [
             ("UI: batch size (texts per call)", self.cfg.batch.batch_size),
-            ("UI: row limit per upload", f"{self.cfg.batch.max_rows:,}"),
-            ("UI: file size limit", f"{self.cfg.batch.max_file_mb:g} MB"),
+            ("UI: rows analyzed in the page", f"{self.limits.inline_rows:,}"),
+            ("UI: row limit per upload (file job above)", f"{self.limits.max_rows:,}"),
+            ("UI: file size limit", f"{self.limits.max_mb:g} MB"),
         ]
 
     async def model_panel(self) -> tuple[str, str]:
@@ -302,10 +427,14 @@ class UIHandlers:
 
 
 def build_ui(
-    backend: UIBackend, cfg: UIConfig | None = None, upload_roots: Sequence[Path] | None = None
+    backend: UIBackend,
+    cfg: UIConfig | None = None,
+    upload_roots: Sequence[Path] | None = None,
+    limits: FileLimits | None = None,
 ) -> gr.Blocks:
     cfg = cfg or load_ui_config()
-    handlers = UIHandlers(backend, cfg, upload_roots)
+    handlers = UIHandlers(backend, cfg, upload_roots, limits)
+    limits = handlers.limits
     color_map = dict(charts.COLORS)
 
     with gr.Blocks(title="Sentiment analysis", analytics_enabled=False) as demo:
@@ -381,13 +510,7 @@ def build_ui(
                     run = gr.Button(
                         "Analyze file", variant="primary", interactive=False, elem_id="batch-go"
                     )
-                    gr.HTML(
-                        views.hint_html(
-                            f"UTF-8 text with a header row, up to {cfg.batch.max_rows:,} rows "
-                            f"and {cfg.batch.max_file_mb:g} MB. The download keeps every column "
-                            "and adds sentiment and confidence."
-                        )
-                    )
+                    gr.HTML(views.hint_html(batch_hint(limits)))
                 with gr.Column(scale=5):
                     batch_summary = gr.HTML(BATCH_PLACEHOLDER, elem_id="batch-summary")
                     results = gr.Column(visible=False, elem_id="batch-results")
@@ -482,6 +605,21 @@ def build_ui(
     return demo
 
 
+def batch_hint(limits: FileLimits) -> str:
+    """The batch tab's note on what it accepts and what the download holds."""
+    accepted = (
+        f"UTF-8 text with a header row, up to {limits.max_rows:,} rows and {limits.max_mb:g} MB."
+    )
+    download = "the download keeps every column and adds sentiment and confidence."
+    if limits.max_rows <= limits.inline_rows:
+        return f"{accepted} {download[0].upper()}{download[1:]}"
+    return (
+        f"{accepted} Up to {limits.inline_rows:,} rows, {download} Over that, the file is "
+        "scored as a file job: the download lists each row's text, sentiment and confidence, "
+        "or why it was refused."
+    )
+
+
 def theme() -> gr.themes.Base:
     # Soft's fonts ship inside the gradio wheel, so the page needs no network for them.
     return gr.themes.Soft(primary_hue="indigo", secondary_hue="slate", neutral_hue="slate")
@@ -505,13 +643,18 @@ def prepare_for_mount(blocks: gr.Blocks) -> gr.Blocks:
     return blocks
 
 
-def service_ui(serving_max_batch_size: int | None = None, cfg: UIConfig | None = None) -> gr.Blocks:
+def service_ui(
+    serving_max_batch_size: int | None = None,
+    cfg: UIConfig | None = None,
+    limits: FileLimits | None = None,
+) -> gr.Blocks:
     """The Blocks that service.py mounts: the live service as backend, settings from config."""
     cfg = cfg or load_ui_config()
     if serving_max_batch_size is not None and cfg.batch.batch_size > serving_max_batch_size:
         # One UI batch should fit in one model call of the service's batcher.
         cfg.batch.batch_size = serving_max_batch_size
-    blocks = build_ui(ServiceBackend(), cfg, upload_roots=uploads.upload_roots())
+    limits = limits or load_file_limits(cfg)
+    blocks = build_ui(ServiceBackend(), cfg, upload_roots=uploads.upload_roots(), limits=limits)
     return slow_idle_polling(prepare_for_mount(blocks), cfg.queue_poll_s)
 
 
@@ -528,23 +671,28 @@ def slow_idle_polling(blocks: gr.Blocks, poll_s: float) -> gr.Blocks:
     return blocks
 
 
-def mount_ui(serving_max_batch_size: int | None = None) -> Callable[[Any], Any]:
+def mount_ui(
+    serving_max_batch_size: int | None = None, api: ApiSection | None = None
+) -> Callable[[Any], Any]:
     """The class decorator that mounts the UI on a BentoML service at the configured path.
 
-    BentoML's `mount_gradio_app` creates and mounts the Gradio app; `guard.harden` then sets its
-    upload limit, error and file settings, hides its routes from /docs.json and puts
-    `guard.GradioGuard` in front of them (see ui/guard.py)."""
+    `api`: the service's API settings, whose file limits bound the batch tab's (None: loaded
+    from the serving config, as the service loads them). BentoML's `mount_gradio_app` creates
+    and mounts the Gradio app; `guard.harden` then sets its upload limit, error and file
+    settings, hides its routes from /docs.json and puts `guard.GradioGuard` in front of them
+    (see ui/guard.py)."""
     from bentoml.gradio import mount_gradio_app
 
     cfg = load_ui_config()
-    blocks = service_ui(serving_max_batch_size, cfg)
+    limits = load_file_limits(cfg) if api is None else file_limits(cfg.batch, api)
+    blocks = service_ui(serving_max_batch_size, cfg, limits)
     bentoml_mount = mount_gradio_app(blocks, path=cfg.path)
 
     def decorator(obj: Any) -> Any:
         obj = bentoml_mount(obj)
         guard.harden(
             guard.mounted_gradio_app(obj, blocks),
-            max_upload_bytes=cfg.batch.max_file_bytes,
+            max_upload_bytes=limits.max_bytes,
             max_body_bytes=guard.json_body_limit(cfg.single.max_text_chars),
             extra_blocked=[download_dir()],
         )

@@ -3,6 +3,8 @@
 In `bentoml serve` the Gradio app runs inside the service's worker process and event loop, so
 the backend reaches the live SentimentAPI instance through `bentoml.get_current_service()`
 and awaits the same `classify` that `/predict` uses: one model in memory, shared batching.
+Files over the batch tab's inline limit go to the service's `score_file`, the code the
+`/predict_file` task runs.
 """
 
 from __future__ import annotations
@@ -17,6 +19,20 @@ from typing import Any, Protocol
 class UIBackend(Protocol):
     async def predict(self, texts: list[str]) -> list[dict[str, Any]]:
         """Per-text dicts: label, confidence, probabilities{negative,positive}, n_tokens, ..."""
+        ...
+
+    async def score_file(
+        self,
+        job_id: str,
+        data: bytes,
+        suffix: str,
+        text_column: str | None,
+        on_progress: Callable[[int, int], None],
+    ) -> dict[str, Any]:
+        """A whole file scored by the service's file code: {"rows", "scored", "predictions":
+        [{"row", "sentiment", "confidence"}], "errors": [{"row", "error"}], ...}, calling
+        `on_progress(done, rows)` after each batch. ValueError (one line) for a file it
+        cannot use, or when too many files are being scored."""
         ...
 
     async def model_info(self) -> dict[str, Any]: ...
@@ -61,6 +77,19 @@ class ServiceBackend:
 
     async def predict(self, texts: list[str]) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = await self._service().classify(texts)
+        return result
+
+    async def score_file(
+        self,
+        job_id: str,
+        data: bytes,
+        suffix: str,
+        text_column: str | None,
+        on_progress: Callable[[int, int], None],
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = await self._service().score_file(
+            job_id, data, suffix, text_column, on_progress
+        )
         return result
 
     async def model_info(self) -> dict[str, Any]:

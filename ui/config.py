@@ -1,14 +1,26 @@
-"""UI settings: configs/ui_config.yaml, then environment overrides (UI_ENV)."""
+"""UI settings: configs/ui_config.yaml, then environment overrides (UI_ENV).
+
+The batch tab's file limits have one source, the service's (`api.max_file_bytes`,
+`api.max_file_rows` in configs/serving_config.yaml): the UI's `batch.max_file_mb` and
+`batch.max_file_rows` are empty by default and, when set, can only lower them (`file_limits`).
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from sentiment.config import CONFIG_DIR, StrictModel, load_config
+from sentiment.config import (
+    CONFIG_DIR,
+    ApiSection,
+    StrictModel,
+    load_config,
+    load_serving_config,
+)
 
 
 class SingleSection(StrictModel):
@@ -17,16 +29,53 @@ class SingleSection(StrictModel):
 
 
 class BatchSection(StrictModel):
+    # The inline limit: a file of up to this many rows is analyzed in the page; a larger one is
+    # scored by the service's file code (the `/predict_file` task's), up to `file_limits`.
     max_rows: int = Field(default=5000, ge=1)
-    max_file_mb: float = Field(default=10, gt=0)
+    # Caps of the UI's own on any upload; None is the service's limit, and a number can only
+    # lower it (the lower wins).
+    max_file_mb: float | None = Field(default=None, gt=0)
+    max_file_rows: int | None = Field(default=None, ge=1)
     batch_size: int = Field(default=32, ge=1)
     preview_rows: int = Field(default=200, ge=1)
     log_by_default: bool = False
 
     @property
     def max_file_bytes(self) -> int:
-        """The upload limit in bytes: the batch tab's check and Gradio's upload route."""
-        return int(self.max_file_mb * 1_000_000)
+        """The upload limit in bytes against the serving config ($SERVING_CONFIG and its
+        environment); kept for callers of the earlier single limit: `load_file_limits`."""
+        return file_limits(self, load_serving_config().api).max_bytes
+
+
+@dataclass(frozen=True)
+class FileLimits:
+    """What the batch tab accepts. Up to `inline_rows` rows: analyzed in the page. Above, up to
+    `max_rows`: scored by the service's file code. Any file: at most `max_bytes` (also the limit
+    of Gradio's upload route)."""
+
+    inline_rows: int
+    max_rows: int
+    max_bytes: int
+
+    @property
+    def max_mb(self) -> float:
+        return self.max_bytes / 1_000_000
+
+
+def file_limits(batch: BatchSection, api: ApiSection | None = None) -> FileLimits:
+    """The batch tab's limits: the service's file limits (`api`, by default the serving
+    config's defaults), lowered by the UI's own caps where those are set."""
+    api = api or ApiSection()
+    max_bytes = api.max_file_bytes
+    if batch.max_file_mb is not None:
+        max_bytes = min(max_bytes, int(batch.max_file_mb * 1_000_000))
+    max_rows = api.max_file_rows
+    if batch.max_file_rows is not None:
+        max_rows = min(max_rows, batch.max_file_rows)
+    # A file of up to max_rows rows never needs the service's file code.
+    return FileLimits(
+        inline_rows=batch.max_rows, max_rows=max(max_rows, batch.max_rows), max_bytes=max_bytes
+    )
 
 
 class UIConfig(StrictModel):
@@ -51,6 +100,7 @@ class UIConfig(StrictModel):
 UI_ENV: dict[str, tuple[str, ...]] = {
     "SENTIMENT_UI_MAX_ROWS": ("batch", "max_rows"),
     "SENTIMENT_UI_MAX_FILE_MB": ("batch", "max_file_mb"),
+    "SENTIMENT_UI_MAX_FILE_ROWS": ("batch", "max_file_rows"),
     "SENTIMENT_UI_BATCH_SIZE": ("batch", "batch_size"),
     "SENTIMENT_UI_MAX_TEXT_CHARS": ("single", "max_text_chars"),
 }
@@ -63,3 +113,11 @@ def load_ui_config(
     env = os.environ if env is None else env
     path = path or env.get("UI_CONFIG") or CONFIG_DIR / "ui_config.yaml"
     return load_config(UIConfig, path, UI_ENV, env)
+
+
+def load_file_limits(
+    cfg: UIConfig | None = None, env: Mapping[str, str] | None = None
+) -> FileLimits:
+    """The batch tab's limits from both config files (and `env`): what the service applies."""
+    cfg = cfg or load_ui_config(env=env)
+    return file_limits(cfg.batch, load_serving_config(env=env).api)

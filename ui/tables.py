@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,6 +34,9 @@ TEXT_COLUMN_NAMES = (
     "description",
     "title",
 )
+
+# The download of a file scored by the service's file code (see `file_job_frame`).
+FILE_JOB_COLUMNS = ("row", "text", "sentiment", "confidence", "error")
 
 T = TypeVar("T")
 
@@ -222,3 +226,50 @@ def analyzed_frame(
 
 def to_csv_bytes(frame: pd.DataFrame) -> bytes:
     return frame.to_csv(index=False).encode("utf-8")
+
+
+# --- files scored by the service's file code (over the inline limit) -----------------------------
+
+
+def file_job_lines(frame: pd.DataFrame, column: str) -> bytes:
+    """The column's cells as JSON lines (`{column: cell}`, one line per data row, empty cells
+    too) for the service's file scoring: its row N is then this frame's row N, whatever the
+    service's own CSV reading would make of the file. ASCII-escaped, so no text holds a line
+    break of any kind (the service splits lines like `str.splitlines`)."""
+    return "".join(json.dumps({column: cell}) + "\n" for cell in frame[column]).encode("ascii")
+
+
+def file_job_frame(frame: pd.DataFrame, column: str, result: Mapping[str, Any]) -> pd.DataFrame:
+    """Row number (1-based, as the service counts), text, sentiment, confidence, and why a row
+    was refused, from the service's answer `{"rows", "predictions": [{"row", "sentiment",
+    "confidence"}], "errors": [{"row", "error"}]}`. ValueError for an answer that does not fit
+    the file."""
+    n = len(frame)
+    if int(result["rows"]) != n:
+        raise ValueError(f"the service read {result['rows']} rows of {n}")
+    sentiments: list[str | None] = [None] * n
+    confidences: list[float] = [math.nan] * n
+    errors: list[str | None] = [None] * n
+
+    def index(row: Any) -> int:
+        position = int(row) - 1
+        if not 0 <= position < n:
+            raise ValueError(f"row {row} is not a row of the file")
+        return position
+
+    for prediction in result["predictions"]:
+        i = index(prediction["row"])
+        sentiments[i] = str(prediction["sentiment"])
+        confidences[i] = round(float(prediction["confidence"]), 4)
+    for error in result["errors"]:
+        errors[index(error["row"])] = str(error["error"])
+    return pd.DataFrame(
+        {
+            "row": range(1, n + 1),
+            "text": frame[column].tolist(),
+            "sentiment": pd.Series(sentiments, dtype=object),
+            "confidence": pd.Series(confidences, dtype=float),
+            "error": pd.Series(errors, dtype=object),
+        },
+        columns=list(FILE_JOB_COLUMNS),
+    )

@@ -258,8 +258,16 @@ def monitoring_html(summary: Mapping[str, Any] | None) -> str:
 
 
 def batch_summary_html(
-    name: str, n_rows: int, n_scored: int, seconds: float, distribution: Mapping[str, int]
+    name: str,
+    n_rows: int,
+    n_scored: int,
+    seconds: float,
+    distribution: Mapping[str, int],
+    refused_why: str | None = None,
 ) -> str:
+    """`refused_why`: what the note on the rows not scored says after "N rows were refused"
+    (for files scored by the service, whose rows can be refused for several reasons); the
+    default note is about empty texts."""
     n_empty = n_rows - n_scored
     rate = n_scored / seconds if seconds > 0 else 0.0
     parts = [
@@ -268,15 +276,15 @@ def batch_summary_html(
         _stat("Negative", f"{distribution.get('negative', 0):,}"),
         _stat("Time", f"{seconds:.1f} s ({rate:,.0f} rows/s)"),
     ]
-    note = (
-        message_html(
-            "warning",
-            f"{_count(n_empty, 'row')} with an empty text "
-            f"{'was' if n_empty == 1 else 'were'} left unscored (empty sentiment in the download).",
+    was = "was" if n_empty == 1 else "were"
+    if refused_why is None:
+        text = (
+            f"{_count(n_empty, 'row')} with an empty text {was} left unscored "
+            "(empty sentiment in the download)."
         )
-        if n_empty
-        else ""
-    )
+    else:
+        text = f"{_count(n_empty, 'row')} {was} refused {refused_why}"
+    note = message_html("warning", text) if n_empty else ""
     return (
         f'<div class="ui-result"><div class="ui-result-title">{esc(name)}</div>'
         f'<div class="ui-stats">{"".join(parts)}</div></div>{note}'

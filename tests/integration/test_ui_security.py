@@ -17,7 +17,7 @@ import httpx
 import pytest
 from gradio.utils import get_upload_folder
 
-from ui.config import load_ui_config
+from ui.config import load_file_limits
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -161,7 +161,7 @@ def test_an_uploaded_file_is_still_analyzed(served_url: str) -> None:
 
 
 def test_an_upload_over_the_limit_is_413_and_not_stored(served_url: str) -> None:
-    limit = load_ui_config().batch.max_file_bytes
+    limit = load_file_limits().max_bytes
     config = httpx.get(f"{served_url}/ui/config", timeout=TIMEOUT).json()
     assert config["max_file_size"] == limit  # the page refuses a larger file before sending it
     folder = Path(get_upload_folder())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pandas as pd
 import pytest
 
 from sentiment.config import ConfigError
+from serving.files import FileJobs, read_rows, score_rows
 from ui.app import (
     UIHandlers,
     analyzed_name,
@@ -24,13 +26,25 @@ from ui.config import UIConfig, load_ui_config
 
 
 class FakeBackend:
-    """Positive when the text says 'good'; records every call."""
+    """Positive when the text says 'good'; records every call. `score_file` runs the service's
+    own file code (serving.files: the row checks, the file-job cap, scoring a chunk at a time)
+    over this fake model, with the service's default limits unless given."""
 
-    def __init__(self, monitoring: bool = True, fail_after: int | None = None) -> None:
+    def __init__(
+        self,
+        monitoring: bool = True,
+        fail_after: int | None = None,
+        file_limits: tuple[int, int] = (100_000, 20_000),
+        file_chunk: int = 4,
+    ) -> None:
         self.monitoring = monitoring
         self.fail_after = fail_after
         self.batches: list[list[str]] = []
         self.logged: list[tuple[list[str], int, float]] = []
+        self.file_rows, self.file_text_chars = file_limits
+        self.file_chunk = file_chunk
+        self.file_jobs = FileJobs(max_active=4)
+        self.files: list[dict[str, Any]] = []
 
     async def predict(self, texts: list[str]) -> list[dict[str, Any]]:
         if self.fail_after is not None and len(self.batches) >= self.fail_after:
@@ -49,6 +63,26 @@ class FakeBackend:
                 }
             )
         return out
+
+    async def score_file(
+        self,
+        job_id: str,
+        data: bytes,
+        suffix: str,
+        text_column: str | None,
+        on_progress: Callable[[int, int], None],
+    ) -> dict[str, Any]:
+        """What SentimentAPI.score_file does, over this fake model."""
+        self.files.append({"job_id": job_id, "data": data, "suffix": suffix, "column": text_column})
+        rows = read_rows(data, suffix, text_column, self.file_rows, self.file_text_chars)
+        self.file_jobs.start(job_id, rows.rows)
+        try:
+            result = await score_rows(
+                rows, self.predict, self.file_chunk, lambda done: on_progress(done, rows.rows)
+            )
+        finally:
+            self.file_jobs.finish(job_id)
+        return {**result, "model_version": "v3-abc", "timestamp": "2024-01-01T00:00:00Z"}
 
     async def model_info(self) -> dict[str, Any]:
         return {
@@ -173,9 +207,18 @@ def test_inspect_upload_refuses_a_file_without_text(tmp_path: Path) -> None:
 
 
 def test_inspect_upload_refuses_too_many_rows(tmp_path: Path) -> None:
-    path = write(tmp_path, "big.csv", b"text\n" + b"good\n" * 11)
-    _, status, button, *_ = UIHandlers(FakeBackend(), config()).inspect_upload(path)
-    assert "more than 10 rows" in status and button["interactive"] is False
+    path = write(tmp_path, "big.csv", b"text\n" + b"good\n" * 21)
+    handlers = UIHandlers(FakeBackend(), config(max_file_rows=20))
+    _, status, button, *_ = handlers.inspect_upload(path)
+    assert "more than 20 rows" in status and button["interactive"] is False
+
+
+def test_inspect_upload_over_the_inline_limit_announces_a_file_job(tmp_path: Path) -> None:
+    path = write(tmp_path, "big.csv", b"id,text\n" + b"1,good\n" * 11)
+    column, status, button, *_ = UIHandlers(FakeBackend(), config()).inspect_upload(path)
+    assert column["value"] == "text" and button["interactive"] is True
+    assert "11 rows, 2 columns" in status
+    assert "Over 10 rows, the file is scored as a file job" in status
 
 
 def test_inspect_without_a_file_resets() -> None:

@@ -329,6 +329,11 @@ class FakeBackend:
             for _ in texts
         ]
 
+    async def score_file(
+        self, job_id: str, data: bytes, suffix: str, text_column: str | None, on_progress: Any
+    ) -> dict[str, Any]:
+        raise ValueError("the file is not scored in these tests")
+
     async def model_info(self) -> dict[str, Any]:
         return {"name": "sentiment", "version": "1"}
 
