@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -259,7 +259,52 @@ class UploadLimit:
         elif problem is not None:
             await reply_json(send, *problem)
         else:
-            await self.app(scope, receive, send)
+            await self._checked(scope, receive, send)
+
+    async def _checked(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Read the body (at most `max_bytes`), check it parses as multipart, then replay it:
+        BentoML's own parser answers 500 to a malformed part."""
+        try:
+            body = await read_body(receive, self.max_bytes, UPLOAD_READ_TIMEOUT_S)
+        except RequestError as exc:
+            await reply_json(send, exc.status, str(exc))
+            return
+        if body is None:
+            return
+        if not await parses_as_multipart(scope, body):
+            await reply_json(send, 400, "the upload is not valid multipart/form-data")
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+# A 20-MB upload at 1 MB/s still arrives; a client that stalls is cut off.
+UPLOAD_READ_TIMEOUT_S = 60.0
+
+
+async def parses_as_multipart(scope: Scope, body: bytes) -> bool:
+    """Whether Starlette's multipart parser (the one BentoML uses) reads `body` cleanly."""
+    from starlette.datastructures import Headers
+    from starlette.formparsers import MultiPartParser
+
+    async def stream() -> AsyncGenerator[bytes, None]:
+        yield body
+
+    parser = MultiPartParser(Headers(scope=scope), stream(), max_files=4, max_fields=16)
+    try:
+        form = await parser.parse()
+    except Exception:  # any failure of the parser is a malformed upload, not a server error
+        return False
+    await form.close()
+    return True
 
 
 class TaskControl:
