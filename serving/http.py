@@ -274,16 +274,7 @@ class UploadLimit:
         if not await parses_as_multipart(scope, body):
             await reply_json(send, 400, "the upload is not valid multipart/form-data")
             return
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body, receive), send)
 
 
 # A 20-MB upload at 1 MB/s still arrives; a client that stalls is cut off.
@@ -376,16 +367,21 @@ class PredictGuard:
         except RequestError as exc:
             await reply_json(send, exc.status, str(exc))
             return
-        replayed = False
+        await self.app(scope, replaying(body, receive), send)
 
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
 
-        await self.app(scope, replay, send)
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that first hands the app the body already read, then the real channel."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
 
 
 async def reply_json(

@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,6 +31,28 @@ def run(
 def last_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else "(no output)"
+
+
+def json_answer(conn: socket.socket) -> bytes:
+    """A raw HTTP answer read until its JSON body has arrived (the status line and the body
+    can come in separate segments), or until the server closes."""
+    answer = b""
+    while b"}" not in answer.partition(b"\r\n\r\n")[2]:
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        answer += chunk
+    return answer
+
+
+def model_processes(server_pid: int) -> list[psutil.Process]:
+    """The server's model replicas: the processes it spawned with multiprocessing."""
+    found = []
+    for proc in psutil.Process(server_pid).children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if "spawn_main" in " ".join(proc.cmdline()):
+                found.append(proc)
+    return found
 
 
 def docker(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -6,7 +6,6 @@ Every request is bounded (timeouts, counts); the load phases last seconds.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -20,11 +19,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 
 from loadtests.servers import PROJECT_ROOT, ServerProcess
 from tests.conftest import own_home
+from tests.integration.conftest import json_answer, model_processes
 
 KEY = "test-key-0123456789abcdef"
 SECOND_KEY = "second-key-0123456789abcdef"
@@ -245,12 +244,7 @@ def test_a_full_server_refuses_with_retry_after_before_reading_the_body(guarded:
         started = time.perf_counter()
         with socket.create_connection((host, int(port)), timeout=10) as probe:
             probe.sendall(head)
-            answer = b""
-            while b"}" not in answer.partition(b"\r\n\r\n")[2]:
-                chunk = probe.recv(4096)
-                if not chunk:
-                    break
-                answer += chunk
+            answer = json_answer(probe)
         elapsed = time.perf_counter() - started
     finally:
         for conn in holders:
@@ -262,15 +256,6 @@ def test_a_full_server_refuses_with_retry_after_before_reading_the_body(guarded:
 
 
 # --- faults: a killed model process, then SIGTERM, under load -------------------------------
-
-
-def model_processes(server_pid: int) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.Process(server_pid).children(recursive=True):
-        with contextlib.suppress(psutil.NoSuchProcess):
-            if "spawn_main" in " ".join(proc.cmdline()):
-                found.append(proc)
-    return found
 
 
 class Load:

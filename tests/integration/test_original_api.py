@@ -16,6 +16,7 @@ import pytest
 from loadtests.servers import ServerProcess
 from sentiment.config import PROJECT_ROOT
 from tests.conftest import own_home
+from tests.integration.conftest import json_answer
 
 SAMPLE = PROJECT_ROOT / "data" / "sample_reviews.csv"
 
@@ -124,12 +125,7 @@ def test_an_upload_over_the_limit_is_refused_before_it_is_read(served_url: str) 
             b"Content-Length: 20000001\r\n\r\n"
         )
         started = time.perf_counter()
-        answer = b""
-        while b"}" not in answer.partition(b"\r\n\r\n")[2]:
-            chunk = conn.recv(4096)
-            if not chunk:
-                break
-            answer += chunk
+        answer = json_answer(conn)
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert b"file upload over 20000000 bytes" in answer
     assert time.perf_counter() - started < 2

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import socket
@@ -13,10 +12,10 @@ import time
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 
 from loadtests.servers import ServerProcess
+from tests.integration.conftest import json_answer, model_processes
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -129,13 +128,7 @@ def test_a_body_that_stops_arriving_gets_408(served_url: str) -> None:
             b'Content-Length: 100\r\n\r\n{"texts": ['
         )
         started = time.perf_counter()
-        answer = b""
-        # The status line and the body can come in separate segments.
-        while b"}" not in answer.partition(b"\r\n\r\n")[2]:
-            chunk = conn.recv(4096)
-            if not chunk:
-                break
-            answer += chunk
+        answer = json_answer(conn)
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
     assert b"request body not received within 2 s" in answer
     assert time.perf_counter() - started < 6.0
@@ -146,16 +139,6 @@ def test_overlong_text_is_truncated_not_rejected(served_url: str) -> None:
     resp = httpx.post(f"{served_url}/predict", json={"texts": [text]}, timeout=60)
     assert resp.status_code == 200, resp.text
     assert resp.json()["predictions"][0]["sentiment"] in ("positive", "negative")
-
-
-def model_processes(server_pid: int) -> list[psutil.Process]:
-    """The server's model replicas: the processes it spawned with multiprocessing."""
-    found = []
-    for proc in psutil.Process(server_pid).children(recursive=True):
-        with contextlib.suppress(psutil.NoSuchProcess):
-            if "spawn_main" in " ".join(proc.cmdline()):
-                found.append(proc)
-    return found
 
 
 def test_health_stays_200_while_one_replica_is_killed(
