@@ -30,12 +30,21 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-from serving.http import ASGIApp, Message, Receive, Scope, Send, reply_json
+from serving.http import (
+    METRICS_PATH,
+    PROBE_PATHS,
+    ASGIApp,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    reply_json,
+)
 
 logger = logging.getLogger(__name__)
 
 # Probes and scrapes are never refused: an overloaded worker must still say it is alive.
-OPEN_PATHS = frozenset({"/health", "/healthz", "/livez", "/readyz", "/metrics"})
+OPEN_PATHS = PROBE_PATHS | {METRICS_PATH}
 RETRY_STATUSES = frozenset({429, 503})
 
 

@@ -22,6 +22,8 @@ from urllib.parse import parse_qs
 
 from sentiment.config import AccessKeys
 from serving.http import (
+    METRICS_PATH,
+    PROBE_PATHS,
     ASGIApp,
     Receive,
     RequestError,
@@ -32,8 +34,6 @@ from serving.http import (
 )
 from serving.http import header_value as header
 
-PROBE_PATHS = frozenset({"/health", "/healthz", "/livez", "/readyz"})
-METRICS_PATH = "/metrics"
 SESSION_COOKIE = "sentiment_session"
 SESSION_CONTEXT = b"sentiment-ui-session"
 LOGIN_BODY_BYTES = 4096

@@ -27,6 +27,11 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+# Health probes (ours and BentoML's) and the Prometheus scrape: never refused for load, and the
+# probes never need a key.
+PROBE_PATHS = frozenset({"/health", "/healthz", "/livez", "/readyz"})
+METRICS_PATH = "/metrics"
+
 # A /predict body is an object holding a list of strings: 2 levels. Anything deeper than this
 # is not a request the API could accept, and it is refused before the parser recurses into it.
 MAX_JSON_DEPTH = 16
@@ -323,13 +328,13 @@ class TaskControl:
 def is_json_content_type(scope: Scope) -> bool:
     """No Content-Type, or a JSON one (`application/json`, `application/*+json`, any
     parameters): a form or plain text is refused rather than guessed at."""
-    for name, value in scope.get("headers", ()):
-        if name.lower() == b"content-type":
-            media = bytes(value).split(b";", 1)[0].strip().lower()
-            return media == b"application/json" or (
-                media.startswith(b"application/") and media.endswith(b"+json")
-            )
-    return True
+    content_type = header_value(scope, b"content-type")
+    if content_type is None:
+        return True
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or (
+        media.startswith(b"application/") and media.endswith(b"+json")
+    )
 
 
 class PredictGuard:
@@ -409,14 +414,11 @@ PROMETHEUS_MEDIA = frozenset({"text/plain", "application/openmetrics-text"})
 def wants_json(scope: Scope) -> bool:
     """The client's Accept names application/json and no Prometheus exposition format (a
     scrape, or `*/*`, gets the exposition format as before)."""
-    for name, value in scope.get("headers", ()):
-        if name.lower() == b"accept":
-            media = {
-                part.split(";", 1)[0].strip().lower()
-                for part in bytes(value).decode("latin-1").split(",")
-            }
-            return "application/json" in media and not media & PROMETHEUS_MEDIA
-    return False
+    accept = header_value(scope, b"accept")
+    if accept is None:
+        return False
+    media = {part.split(";", 1)[0].strip().lower() for part in accept.decode("latin-1").split(",")}
+    return "application/json" in media and not media & PROMETHEUS_MEDIA
 
 
 class JsonMetrics:
