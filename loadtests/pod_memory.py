@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 import psutil
 
-from loadtests.servers import ServerProcess
+from loadtests.servers import ServerProcess, own_bentoml_home
 from sentiment.data import read_tsv, resolve_sst2_dir
 
 MIB = 2**20
@@ -109,19 +109,9 @@ def written_since(marker: float, folders: list[Path]) -> list[str]:
     return sorted(found)
 
 
-def private_home(env: dict[str, str], folder: Path) -> dict[str, str]:
-    """`env` with a BENTOML_HOME of its own over the same model store: BentoML empties the
-    home's Prometheus folder at start, which would reset another server's metrics there."""
-    store = Path(env.get("BENTOML_HOME") or Path.home() / "bentoml")
-    home = folder / "bentoml_home"
-    home.mkdir(parents=True)
-    (home / "models").symlink_to(store / "models")
-    return {**env, "BENTOML_HOME": str(home)}
-
-
 def measure(env: dict[str, str], requests: int, clients: int, watch: list[Path]) -> dict[str, Any]:
     folder = Path(tempfile.mkdtemp(prefix="pod-memory-"))
-    env = private_home(env, folder)
+    env = own_bentoml_home(env, folder)
     watch = [*watch, Path(env["BENTOML_HOME"])]
     marker = time.time()
     proc = ServerProcess.bentoml(env, folder / "bentoml.log")

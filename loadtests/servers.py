@@ -22,6 +22,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def own_bentoml_home(env: dict[str, str], folder: Path) -> dict[str, str]:
+    """`env` with a BENTOML_HOME of its own that sees the same model store. A second server on
+    one home would empty the first one's Prometheus multiprocess folder at start (BentoML
+    cleans it), and the first server's counters would vanish from its /metrics."""
+    store = Path(env.get("BENTOML_HOME") or Path.home() / "bentoml")
+    home = folder / "bentoml_home"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "models").symlink_to(store / "models")
+    return {**env, "BENTOML_HOME": str(home)}
+
+
 class ServerProcess:
     """A subprocess in its own process group, logging to a file, ready once ready_path is 200."""
 

@@ -102,16 +102,6 @@ def bento_env(
     return {**env, "SENTIMENT_MODEL_TAG": tag}
 
 
-def own_home(env: dict[str, str], folder: Path) -> dict[str, str]:
-    """`env` with a BENTOML_HOME of its own that sees the same model store. A second server on
-    the same BENTOML_HOME would empty the first one's Prometheus multiprocess folder at start
-    (BentoML cleans it), and the first server's counters would vanish from its /metrics."""
-    home = folder / "bentoml_home"
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "models").symlink_to(Path(env["BENTOML_HOME"]) / "models")
-    return {**env, "BENTOML_HOME": str(home)}
-
-
 @pytest.fixture(scope="session")
 def server(
     bento_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory

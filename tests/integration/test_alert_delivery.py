@@ -12,9 +12,8 @@ Prometheus scrapes the service. Prometheus's external label `stack` must arrive 
 from __future__ import annotations
 
 import json
+import os
 import shutil
-import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -27,6 +26,8 @@ import httpx
 import pytest
 import yaml
 
+from loadtests.servers import ServerProcess, free_port
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,13 +36,7 @@ RULE = "SentimentNoTraffic"
 WEBHOOK_PATH = "/services/T0TEST/B0TEST/alert-delivery"
 MAX_BODY = 1 << 20
 DELIVERY_TIMEOUT_S = 90
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+READY = "/-/ready"  # Prometheus's and Alertmanager's readiness route
 
 
 class Webhook:
@@ -92,42 +87,6 @@ class Webhook:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-class Daemon:
-    """A server binary started by the test, with its log in the test's folder."""
-
-    def __init__(self, name: str, args: list[str], port: int, workdir: Path) -> None:
-        self.name = name
-        self.url = f"http://127.0.0.1:{port}"
-        self.log_path = workdir / f"{name}.log"
-        self._log = self.log_path.open("w")
-        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT)
-
-    def log(self) -> str:
-        return self.log_path.read_text()[-3000:]
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited: {self.log()}")
-            try:
-                if httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise TimeoutError(f"{self.name} not ready: {self.log()}")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self._log.close()
 
 
 def binary(*names: str) -> str:
@@ -207,8 +166,7 @@ def test_a_firing_alert_reaches_the_webhook(
         )
     )
 
-    alertmanager = Daemon(
-        "alertmanager",
+    alertmanager = ServerProcess(
         [
             binary("prometheus-alertmanager", "alertmanager"),
             f"--config.file={am_yml}",
@@ -216,22 +174,25 @@ def test_a_firing_alert_reaches_the_webhook(
             f"--web.listen-address=127.0.0.1:{am_port}",
             "--cluster.listen-address=",
         ],
+        dict(os.environ),
+        tmp_path / "alertmanager.log",
         am_port,
-        tmp_path,
+        ready_path=READY,
     )
-    prometheus: Daemon | None = None
+    prometheus: ServerProcess | None = None
     try:
         alertmanager.wait_ready()
-        prometheus = Daemon(
-            "prometheus",
+        prometheus = ServerProcess(
             [
                 binary("prometheus"),
                 f"--config.file={prom_yml}",
                 f"--storage.tsdb.path={tmp_path / 'prom-data'}",
                 f"--web.listen-address=127.0.0.1:{prom_port}",
             ],
+            dict(os.environ),
+            tmp_path / "prometheus.log",
             prom_port,
-            tmp_path,
+            ready_path=READY,
         )
         prometheus.wait_ready()
 
@@ -241,7 +202,8 @@ def test_a_firing_alert_reaches_the_webhook(
             pytest.fail(
                 f"no {RULE} message within {DELIVERY_TIMEOUT_S} s; webhook got "
                 f"{webhook.received}; Prometheus alerts: {alerts}\n"
-                f"alertmanager: {alertmanager.log()}\nprometheus: {prometheus.log()}"
+                f"alertmanager: {alertmanager.log_tail(3000)}\n"
+                f"prometheus: {prometheus.log_tail(3000)}"
             )
         path, body = delivered
         print(f"\n{RULE} delivered {time.monotonic() - started:.1f} s after the test started")

@@ -21,8 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from loadtests.servers import PROJECT_ROOT, ServerProcess
-from tests.conftest import own_home
+from loadtests.servers import PROJECT_ROOT, ServerProcess, own_bentoml_home
 from tests.integration.conftest import json_answer, model_processes
 
 KEY = "test-key-0123456789abcdef"
@@ -139,7 +138,7 @@ def guarded(bento_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
     keys_file = tmp_path_factory.mktemp("secrets") / "api-keys"
     keys_file.write_text(f"# one key per line\n{SECOND_KEY}\n")
     env = {
-        **own_home(bento_env, tmp_path_factory.mktemp("guarded_home")),
+        **own_bentoml_home(bento_env, tmp_path_factory.mktemp("guarded_home")),
         "SENTIMENT_API_KEYS": KEY,
         "SENTIMENT_API_KEYS_FILE": str(keys_file),
         "SENTIMENT_METRICS_KEY": METRICS_KEY,
@@ -296,7 +295,7 @@ class Load:
 def test_kill_a_model_process_then_sigterm_under_load(
     bento_env: dict[str, str], tmp_path: Path
 ) -> None:
-    env = {**own_home(bento_env, tmp_path), "SENTIMENT_DRAIN_TIMEOUT_S": "15"}
+    env = {**own_bentoml_home(bento_env, tmp_path), "SENTIMENT_DRAIN_TIMEOUT_S": "15"}
     server = ServerProcess.bentoml(env, tmp_path / "bentoml.log")
     try:
         server.wait_ready()

@@ -13,9 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from loadtests.servers import ServerProcess
+from loadtests.servers import ServerProcess, own_bentoml_home
 from sentiment.config import PROJECT_ROOT
-from tests.conftest import own_home
 from tests.integration.conftest import json_answer
 
 SAMPLE = PROJECT_ROOT / "data" / "sample_reviews.csv"
@@ -163,7 +162,7 @@ def test_the_original_environment_variables_reach_the_served_model(
 ) -> None:
     """`export METRICS_ENABLED=false MAX_LENGTH=32 BATCH_SIZE=8`, then serve, as its users do."""
     env = {
-        **own_home(bento_env, tmp_path),
+        **own_bentoml_home(bento_env, tmp_path),
         "METRICS_ENABLED": "false",
         "MAX_LENGTH": "32",
         "BATCH_SIZE": "8",

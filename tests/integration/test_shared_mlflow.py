@@ -11,12 +11,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 
 from loadtests.postgres import PostgresServer, PostgresUnavailable
-from loadtests.servers import free_port
+from loadtests.servers import ServerProcess, free_port
 from tests.conftest import TINY_TRAINING
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -47,10 +46,7 @@ def shared_mlflow(
 ) -> Iterator[str]:
     work = tmp_path_factory.mktemp("shared_mlflow")
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log_path = work / "server.log"
-    log = open(log_path, "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
+    server = ServerProcess(
         [
             str(Path(sys.executable).parent / "mlflow"),
             "server",
@@ -66,34 +62,17 @@ def shared_mlflow(
             "--workers",
             "1",
         ],
-        cwd=work,
         # No background job consumers (six more processes, about 250 MB each): not used here.
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        work / "server.log",
+        port,
+        ready_path="/health",
     )
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, log_path.read_text()[-3000:]
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        else:
-            pytest.fail(f"mlflow server not up in 120 s: {log_path.read_text()[-2000:]}")
-        yield url
+        server.wait_ready(timeout=120)
+        yield server.url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        server.stop()
 
 
 def test_train_and_import_through_a_postgres_backed_mlflow(

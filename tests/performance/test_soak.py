@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from loadtests.servers import own_bentoml_home
 from loadtests.soak import SoakSettings, format_report, serve_and_soak
 from sentiment.config import load_serving_config
-from tests.conftest import own_home
 
 pytestmark = [pytest.mark.performance, pytest.mark.integration, pytest.mark.slow]
 
@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.performance, pytest.mark.integration, pytest.mark.slow
 def test_short_soak_answers_everything_and_reports_rss_per_process(
     bento_env: dict[str, str], tmp_path: Path
 ) -> None:
-    env = own_home(bento_env, tmp_path / "home")
+    env = own_bentoml_home(bento_env, tmp_path / "home")
     report = serve_and_soak(env, SoakSettings(requests=1000, clients=8), tmp_path)
     print("\n" + format_report(report))
     (tmp_path / "soak.json").write_text(json.dumps(report))
