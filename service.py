@@ -8,6 +8,7 @@ processes beside the worker on CPU (serving/replicas.py).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 import time
@@ -26,13 +27,21 @@ from starlette.routing import Route
 from monitoring.hook import SERVICE_MONITORING, log_predictions, mark_model_loaded, summary
 from monitoring.hook import monitoring_endpoint as monitoring_route
 from monitoring.metrics import observe_batch, observe_replicas
+from monitoring.prediction_store import (
+    FeedbackItem,
+    PredictionRecord,
+    PredictionStore,
+    database_url,
+)
 from monitoring.system import start_system_metrics
-from sentiment.config import load_access_keys, load_serving_config
+from sentiment.config import FeedbackSection, load_access_keys, load_serving_config
 from serving.admission import AdmissionGate, AdmissionState, install_drain
 from serving.auth import ApiKeyGuard
 from serving.batching import AdaptiveBatcher, Overloaded
 from serving.files import FileJobs, read_rows, score_rows
 from serving.http import (
+    FeedbackIn,
+    FeedbackResponse,
     JsonMetrics,
     Limits,
     PredictGuard,
@@ -44,12 +53,16 @@ from serving.http import (
     model_info_payload,
     now_iso,
     predict_response,
+    prediction_ids,
     service_options,
+    validate_feedback_payload,
 )
 from serving.replicas import start_replicas, watch_replicas
-from serving.store import require_model
+from serving.store import bentoml_store_path, require_model
 from ui.app import mount_ui
 from ui.config import load_ui_config
+
+logger = logging.getLogger("service")
 
 CONFIG = load_serving_config()
 KEYS = load_access_keys()
@@ -59,6 +72,7 @@ LIMITS = Limits(
     max_text_chars=CONFIG.api.max_text_chars,
     max_request_bytes=CONFIG.api.max_request_bytes,
     read_timeout_s=CONFIG.api.read_timeout_s,
+    max_feedback_items=CONFIG.feedback.max_items_per_request,
 )
 
 
@@ -86,6 +100,22 @@ routes = Starlette(
         Route("/predict_file/progress", file_progress, methods=["GET"]),
     ]
 )
+
+
+def open_prediction_store(cfg: FeedbackSection) -> PredictionStore | None:
+    """The store of predictions and feedback labels, started; None when feedback is off."""
+    if not cfg.enabled:
+        return None
+    store = PredictionStore(
+        database_url(cfg.database, Path(bentoml_store_path()) / "feedback"),
+        store_texts=cfg.store_texts,
+        flush_interval_s=cfg.flush_interval_s,
+        max_pending=cfg.max_pending,
+        max_age_days=cfg.max_age_days,
+        max_rows=cfg.max_rows,
+    )
+    store.start()
+    return store
 
 
 def task_error(exc: RequestError) -> BentoMLException:
@@ -118,6 +148,8 @@ class SentimentAPI:
             concurrency=self.model.concurrency,
         )
         self.files = FileJobs(CONFIG.api.max_file_tasks)
+        self.store = open_prediction_store(CONFIG.feedback)
+        self.feedback_enabled = self.store is not None
         self.stopping = threading.Event()
         if CONFIG.api.metrics_enabled:
             watch_replicas(self.model, observe_replicas, self.stopping)
@@ -127,13 +159,15 @@ class SentimentAPI:
     @bentoml.on_startup
     def announce_model(self) -> None:
         if CONFIG.api.metrics_enabled:
-            mark_model_loaded(self.info["tag"])
+            mark_model_loaded(self.info["tag"], self.labelled if self.store else None)
 
     @bentoml.on_shutdown
     async def stop_model(self) -> None:
         self.stopping.set()
         await self.batcher.aclose()
         self.model.close()
+        if self.store is not None:
+            self.store.close()  # writes what is pending
 
     def process_ids(self) -> dict[str, int]:
         """Role -> pid of the processes whose CPU and memory /metrics shows."""
@@ -170,14 +204,62 @@ class SentimentAPI:
         except Overloaded as exc:
             raise ServiceUnavailable(str(exc)) from None
 
+    def remember(self, texts: list[str], raw: list[dict[str, Any]]) -> list[str]:
+        """One new id per prediction; each is queued for the prediction store (when feedback
+        is on), which writes it off the request path."""
+        ids = prediction_ids(len(raw))
+        if self.store is not None:
+            now, version = time.time(), self.info["version"]
+            self.store.record(
+                [
+                    PredictionRecord(i, now, version, r["label"], r["confidence"], len(t), t)
+                    for i, r, t in zip(ids, raw, texts, strict=True)
+                ]
+            )
+        return ids
+
+    def labelled(self, window: int) -> list[tuple[str, str]]:
+        """(predicted, true) labels of the served version's latest `window` labelled predictions."""
+        return [] if self.store is None else self.store.labelled(self.info["version"], window)
+
+    async def accept_feedback(self, items: list[dict[str, Any]]) -> dict[str, int]:
+        """Labels for earlier predictions, committed before this returns (also the UI's).
+        RequestError (one line) for a bad item, or when feedback is off."""
+        if self.store is None:
+            raise RequestError("feedback is off on this server (feedback.enabled: false)", 404)
+        labels = validate_feedback_payload({"feedback": items}, LIMITS)
+        store_items = [FeedbackItem(f.label, f.prediction_id, f.text) for f in labels]
+        try:
+            result = await asyncio.to_thread(self.store.add_feedback, store_items)
+        except Exception as exc:  # the database is away: nothing was committed
+            logger.warning("feedback not stored: %s", exc)
+            raise RequestError(
+                "the feedback store is unavailable; nothing was stored", 503
+            ) from None
+        return {"accepted": result.accepted, "unknown": result.unknown}
+
     @bentoml.api(route="/predict", output_spec=PredictResponse)
     async def predict(self, texts: list[str], return_probabilities: bool = False) -> JSONResponse:
         started = time.perf_counter()
         raw = await self.classify(texts)
         if CONFIG.api.metrics_enabled:
             log_predictions(texts, raw, time.perf_counter() - started, self.info["tag"])
+        ids = self.remember(texts, raw)
         # A ready response: BentoML's own output path derives a JSON schema per response.
-        return JSONResponse(predict_response(raw, return_probabilities, self.info["version"]))
+        return JSONResponse(predict_response(raw, return_probabilities, self.info["version"], ids))
+
+    @bentoml.api(route="/feedback", output_spec=FeedbackResponse)
+    async def feedback(self, feedback: list[FeedbackIn]) -> JSONResponse:
+        """Labels for predictions made earlier: each item `{"id", "label"}` with an id from
+        /predict, or `{"text", "label"}` for the latest prediction of that text. Answers
+        `{"accepted", "unknown"}` once the labels are committed."""
+        try:
+            result = await self.accept_feedback(
+                [item.model_dump(exclude_none=True) for item in feedback]
+            )
+        except RequestError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=exc.status)
+        return JSONResponse(result)
 
     @bentoml.task(route="/predict_file")
     async def predict_file(

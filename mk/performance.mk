@@ -6,10 +6,13 @@ HOST ?= http://127.0.0.1:$(PORT)
 VARIANTS ?= packed= padded=skip_padding=false,forward_overhead_tokens=20 fp32=quantize=false
 BATCHES ?= 1 16 64
 
-.PHONY: benchmark model-path load-test gpu-check
+.PHONY: benchmark model-path load-test gpu-check feedback-overhead
 
 benchmark: ensure-model ## Platform vs baselines side by side; writes results/benchmark.json
 	$(PY) -m loadtests.benchmark
+
+feedback-overhead: ensure-model ## The prediction store's cost: one-client p50 and 32-client texts/s, store off/on alternating; results/feedback_overhead.json
+	$(PY) -m loadtests.feedback_overhead
 
 model-path: ensure-model ## Model-path variants side by side on one thread (VARIANTS, BATCHES); results/model_path.json
 	$(PY) -m loadtests.model_path $(foreach v,$(VARIANTS),--variant $(v)) --batch $(BATCHES)

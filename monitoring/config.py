@@ -31,6 +31,16 @@ class DriftSection(StrictModel):
     seed: int = 0
 
 
+class PerformanceSection(StrictModel):
+    # Both accuracies are over the last window_size predictions: the estimate over predictions
+    # (labels or not), the realized accuracy over labelled ones of the serving model version.
+    window_size: int = Field(default=500, ge=10)
+    # No estimate below this many predictions (the benchmark's error at 200 is about 0.02).
+    min_window: int = Field(default=200, ge=10)
+    # The alert SentimentEstimatedAccuracyLow fires below this (exported as model_accuracy_floor).
+    accuracy_floor: float = Field(default=0.75, gt=0, lt=1)
+
+
 class ReferenceSection(StrictModel):
     split: str = "validation"
     max_embeddings: int = Field(default=1000, ge=10)
@@ -49,6 +59,7 @@ class BenchmarkSection(StrictModel):
 class MonitoringConfig(StrictModel):
     monitor: MonitorSection = MonitorSection()
     drift: DriftSection = DriftSection()
+    performance: PerformanceSection = PerformanceSection()
     reference: ReferenceSection = ReferenceSection()
     benchmark: BenchmarkSection = BenchmarkSection()
 
@@ -57,6 +68,9 @@ MONITORING_ENV: dict[str, tuple[str, ...]] = {
     "DRIFT_WINDOW_SIZE": ("drift", "window_size"),
     "DRIFT_MIN_WINDOW": ("drift", "min_window"),
     "DRIFT_THRESHOLD": ("drift", "threshold"),
+    "ACCURACY_WINDOW_SIZE": ("performance", "window_size"),
+    "ACCURACY_MIN_WINDOW": ("performance", "min_window"),
+    "ACCURACY_FLOOR": ("performance", "accuracy_floor"),
     "MONITORING_REFRESH_S": ("monitor", "refresh_interval_s"),
     "MONITORING_DRIFT_INTERVAL_S": ("monitor", "drift_interval_s"),
     "DRIFT_BENCHMARK_WINDOWS": ("benchmark", "windows"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 logger = logging.getLogger("monitoring.hook")
@@ -106,9 +106,14 @@ def _log(
             mon.log_batch(columns["embedding"], "embedding", "feature", "numerical_sequence")
 
 
-def mark_model_loaded(model_tag: str) -> None:
+def mark_model_loaded(
+    model_tag: str, labelled: Callable[[int], list[tuple[str, str]]] | None = None
+) -> None:
     """Set active_models as soon as the worker has loaded its model, before any prediction,
-    so that the "model not loaded" alert does not fire on a new service without traffic."""
+    so that the "model not loaded" alert does not fire on a new service without traffic.
+
+    `labelled(window)` gives the served version's latest labelled predictions as (predicted,
+    true) pairs: the realized accuracy of GET /monitoring and the gauges."""
     import bentoml
 
     from monitoring.monitor import SentimentMonitor
@@ -117,6 +122,7 @@ def mark_model_loaded(model_tag: str) -> None:
         with bentoml.monitor(monitor_name(), **_monitor_kwargs()) as mon:
             if isinstance(mon, SentimentMonitor):
                 mon.set_model_tag(model_tag)
+                mon.labelled_source = labelled
                 mon.metrics.active_models.set(1)
     except Exception:
         logger.exception("could not mark the model as loaded in monitoring")
@@ -140,6 +146,7 @@ def empty_summary() -> dict[str, Any]:
             "window_size": 0,
             "tests": {},
         },
+        "performance": None,
         "reference": None,
         "model_tag": None,
     }

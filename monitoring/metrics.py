@@ -70,6 +70,27 @@ class MonitorMetrics:
         self.test_p_value = prom.Gauge(
             "drift_test_p_value", "Uncorrected p-value of each drift test", ["test"], **per_worker
         )
+        self.estimated_accuracy = prom.Gauge(
+            "model_estimated_accuracy",
+            "Accuracy estimated without labels over the current window (NaN: too few predictions)",
+            **per_worker,
+        )
+        self.realized_accuracy = prom.Gauge(
+            "model_realized_accuracy",
+            "Share right among the window's labelled predictions of the served version "
+            "(NaN: no labels)",
+            **per_worker,
+        )
+        self.labelled = prom.Gauge(
+            "model_labelled_predictions",
+            "Labelled predictions behind model_realized_accuracy",
+            **per_worker,
+        )
+        self.accuracy_floor = prom.Gauge(
+            "model_accuracy_floor",
+            "The configured floor under which SentimentEstimatedAccuracyLow fires",
+            **per_worker,
+        )
 
     def observe(self, labels: list[str], confidences: list[float], latency_s: float | None) -> None:
         counts: dict[str, int] = {}
@@ -91,6 +112,16 @@ class MonitorMetrics:
             # NaN, not 0, for a test that did not run: 0 would read as a p-value of certain drift.
             self.test_statistic.labels(test=name).set(test.get("statistic", float("nan")))
             self.test_p_value.labels(test=name).set(test.get("p_value", float("nan")))
+
+
+    def set_performance(self, report: Mapping[str, Any]) -> None:
+        """The `performance` block of the summary (monitoring.performance.performance_report)."""
+        nan = float("nan")
+        estimated, realized = report["estimated_accuracy"], report["realized_accuracy"]
+        self.estimated_accuracy.set(nan if estimated is None else estimated)
+        self.realized_accuracy.set(nan if realized is None else realized)
+        self.labelled.set(report["labelled_count"])
+        self.accuracy_floor.set(report["accuracy_floor"])
 
 
 BATCH_TEXT_BUCKETS = (1, 2, 4, 8, 16, 32, 48, 64, 128)

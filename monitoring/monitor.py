@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,12 @@ from threadpoolctl import threadpool_limits
 from monitoring.config import MonitoringConfig, load_monitoring_config
 from monitoring.drift import STATUS_NO_REFERENCE, DriftDetector
 from monitoring.metrics import MonitorMetrics, default_metrics
+from monitoring.performance import (
+    ESTIMATOR_OBJECT_KEY,
+    PerformanceEstimator,
+    estimator_from_dict,
+    performance_report,
+)
 from monitoring.reference import DriftReference, label_index, load_reference
 from monitoring.stats import percentile_summary
 from monitoring.window import PendingBuffer, RunningSummary
@@ -44,6 +50,9 @@ REQUEST_LATENCY: contextvars.ContextVar[float | None] = contextvars.ContextVar(
 # name -> instance, so the hook can read the summary without starting a monitor record.
 ACTIVE: dict[str, SentimentMonitor] = {}
 
+# window -> (predicted, true) label names of the served version's last labelled predictions.
+LabelledSource = Callable[[int], list[tuple[str, str]]]
+
 
 class SentimentMonitor(MonitorBase[Any]):
     PRESERVED_COLUMNS = ()
@@ -56,6 +65,7 @@ class SentimentMonitor(MonitorBase[Any]):
         settings: MonitoringConfig | None = None,
         metrics: MonitorMetrics | None = None,
         reference: DriftReference | None = None,
+        estimator: PerformanceEstimator | None = None,
         background: bool = True,
         **_bentoml_defaults: Any,  # BentoML merges its default monitor's options in
     ) -> None:
@@ -88,6 +98,14 @@ class SentimentMonitor(MonitorBase[Any]):
         self._stale = True
         self._drift_at = float("-inf")
         self._report = self.detector.detect_drift()
+        perf = self.cfg.performance
+        # The estimate's window: (confidence, predicted label index) of the latest predictions.
+        self.recent: collections.deque[tuple[float, int]] = collections.deque(
+            maxlen=perf.window_size
+        )
+        self.estimator = estimator
+        self.labelled_source: LabelledSource | None = None
+        self._performance = self._measure_performance()
         self.schema: dict[str, dict[str, str]] = {}
         ACTIVE[name] = self
 
@@ -184,7 +202,28 @@ class SentimentMonitor(MonitorBase[Any]):
                 self.metrics.set_drift(self._report)
                 self._stale = False
                 self._drift_at = time.monotonic()
+            self._performance = self._measure_performance()
+            self.metrics.set_performance(self._performance)
             return self._report
+
+    def _measure_performance(self) -> dict[str, Any]:
+        """Both accuracies over the current window: estimated from the recent predictions'
+        confidences, realized from the labels fed back (when a source is attached)."""
+        perf = self.cfg.performance
+        estimate = None
+        if self.estimator is not None and len(self.recent) >= perf.min_window:
+            confidences, predicted = zip(*self.recent, strict=True)
+            estimate = self.estimator.estimate(confidences, predicted)
+        labelled: list[tuple[str, str]] = []
+        if self.labelled_source is not None:
+            try:
+                labelled = self.labelled_source(perf.window_size)
+            except Exception as exc:  # a database that is away must not stop monitoring
+                logger.warning("could not read labelled predictions: %s", exc)
+        report = performance_report(estimate, labelled, perf.window_size)
+        report["accuracy_floor"] = perf.accuracy_floor
+        report["estimator"] = None if self.estimator is None else self.estimator.calibration.method
+        return report
 
     def _ingest(self, record: dict[str, Any]) -> None:
         labels = [str(v) for v in record.get("label", [])]
@@ -194,6 +233,7 @@ class SentimentMonitor(MonitorBase[Any]):
         label_ids = [label_index(v, known) if known else label_index(v) for v in labels]
         positive = sum(1 for v in labels if v == "positive")
         self.totals.add(np.asarray(confidences), positive, latency)
+        self.recent.extend(zip(confidences, label_ids, strict=True))
         self.metrics.observe(labels, confidences, latency)
         self.metrics.active_models.set(1)
         embeddings = record.get("embedding")
@@ -217,6 +257,7 @@ class SentimentMonitor(MonitorBase[Any]):
                 self._wanted_tag = resolved
                 return
             reference = load_reference(resolved)
+            self.estimator = load_estimator(resolved)
         except Exception as exc:
             self._reference_error = f"cannot load the drift reference of {wanted}: {exc}"
             logger.warning(self._reference_error)
@@ -255,10 +296,20 @@ class SentimentMonitor(MonitorBase[Any]):
                 "latency_requests": len(latencies),
                 "dropped_predictions": self.dropped,
                 "drift_status": drift_status,
+                "performance": dict(self._performance),
                 "reference": None if reference is None else reference.describe(),
                 "model_tag": self._reference_tag if self._reference_tag != "<given>" else None,
                 "worker_pid": os.getpid(),
             }
+
+
+def load_estimator(tag: str) -> PerformanceEstimator | None:
+    """The accuracy estimator stored in Bento model `tag`, or None when it has none (imported
+    before the import step fitted one)."""
+    import bentoml
+
+    raw = bentoml.models.get(tag).custom_objects.get(ESTIMATOR_OBJECT_KEY)
+    return None if raw is None else estimator_from_dict(raw)
 
 
 def _rounded(value: float | None, digits: int = 6) -> float | None:

@@ -75,6 +75,9 @@ METHODS: tuple[str, ...] = (
 # `loadtests/performance_estimation.py` (README, "Two accuracies").
 DEFAULT_METHOD = METHOD_TEMPERATURE
 
+# Where the import step stores the fitted estimator in the Bento model (its to_dict()).
+ESTIMATOR_OBJECT_KEY = "performance_estimator"
+
 # Probabilities are clipped into [PROBABILITY_EPSILON, 1 - PROBABILITY_EPSILON] for the
 # label-shift likelihood, and its maximum is found by bisection to PRIOR_TOLERANCE.
 PROBABILITY_EPSILON = 1e-7

@@ -207,10 +207,31 @@ class ApiSection(StrictModel):
     metrics_enabled: bool = True
 
 
+class FeedbackSection(StrictModel):
+    # Every prediction (id, time, model version, label, confidence, text length, the text) is
+    # stored, and POST /feedback takes labels for them (monitoring/prediction_store.py).
+    enabled: bool = True
+    # A file path (embedded SQLite) or an SQLAlchemy URL (PostgreSQL when several replicas
+    # share one store); "" = predictions.sqlite3 in a `feedback` folder of BENTOML_HOME.
+    database: str = ""
+    # False keeps lengths and a digest of each text, not the text (feedback by text still works).
+    store_texts: bool = True
+    # Predictions are written in batches this often: a killed server loses at most this much.
+    flush_interval_s: float = Field(1.0, gt=0, le=60)
+    # Predictions waiting for the writer; more are not stored (and counted) rather than queued.
+    max_pending: int = Field(100_000, ge=100)
+    # Retention: predictions older than this, or beyond the newest max_rows, are deleted.
+    max_age_days: float = Field(30.0, gt=0)
+    max_rows: int = Field(1_000_000, ge=100)
+    # Labels in one POST /feedback; more get 413.
+    max_items_per_request: int = Field(2048, ge=1)
+
+
 class ServingConfig(StrictModel):
     model: ServingModelSection = ServingModelSection()
     batching: BatchingSection = BatchingSection()
     api: ApiSection = ApiSection()
+    feedback: FeedbackSection = FeedbackSection()
 
     def with_model(self, **changes: Any) -> ServingConfig:
         """A copy with some `model` settings changed (benchmarks, baselines, model processes)."""
@@ -247,6 +268,11 @@ SERVING_ENV: dict[str, tuple[str, ...]] = {
     "SENTIMENT_ACCESS_LOG": ("api", "access_log"),
     "SENTIMENT_TRACE_PREDICT": ("api", "trace_predict"),
     "SENTIMENT_METRICS_ENABLED": ("api", "metrics_enabled"),
+    "SENTIMENT_FEEDBACK": ("feedback", "enabled"),
+    "SENTIMENT_FEEDBACK_DATABASE": ("feedback", "database"),
+    "SENTIMENT_FEEDBACK_STORE_TEXTS": ("feedback", "store_texts"),
+    "SENTIMENT_FEEDBACK_MAX_AGE_DAYS": ("feedback", "max_age_days"),
+    "SENTIMENT_FEEDBACK_MAX_ROWS": ("feedback", "max_rows"),
     "PORT": ("api", "port"),
 }
 

@@ -1,4 +1,5 @@
-"""The HTTP contract of `/predict`: request checks, the ASGI guard, and the response shape.
+"""The HTTP contract of `/predict` and `/feedback`: request checks, the ASGI guard, and the
+response shape.
 
 The guard reads and checks the body before BentoML sees it, so every malformed body gets a
 one-line 4xx at once. Python's own JSON parser has two ways to fail that are not a
@@ -11,7 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncGenerator, Awaitable, Callable, MutableMapping, Sequence
+import uuid
+from collections.abc import (
+    AsyncGenerator,
+    Awaitable,
+    Callable,
+    Mapping,
+    MutableMapping,
+    Sequence,
+)
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -19,6 +28,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from sentiment.config import ServingConfig
+from sentiment.labels import LABEL_NAMES
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -66,6 +76,8 @@ class Limits:
     max_request_bytes: int
     # The whole body must arrive within this; a slow or unterminated body is answered 408.
     read_timeout_s: float = 10.0
+    # Labels in one /feedback body.
+    max_feedback_items: int = 2048
 
 
 def json_depth(body: bytes, stop_above: int | None = None) -> int:
@@ -106,6 +118,11 @@ class PredictRequest:
 
 def parse_predict_body(body: bytes, limits: Limits) -> PredictRequest:
     """Check a raw /predict body; raise RequestError with a one-line reason."""
+    return validate_predict_payload(parse_json_body(body, limits), limits)
+
+
+def parse_json_body(body: bytes, limits: Limits) -> Any:
+    """A raw JSON body, bounded in size and nesting; RequestError with a one-line reason."""
     if len(body) > limits.max_request_bytes:
         raise RequestError(f"request body over {limits.max_request_bytes} bytes", 413)
     # Counting brackets runs at C speed; the byte-by-byte scan only when there are enough of
@@ -120,7 +137,7 @@ def parse_predict_body(body: bytes, limits: Limits) -> PredictRequest:
     except (ValueError, RecursionError):
         # int() refuses more than sys.get_int_max_str_digits() digits with a plain ValueError.
         raise RequestError("body is not valid JSON: a number in it is too long") from None
-    return validate_predict_payload(payload, limits)
+    return payload
 
 
 def validate_predict_payload(payload: Any, limits: Limits) -> PredictRequest:
@@ -154,7 +171,82 @@ def validate_predict_payload(payload: Any, limits: Limits) -> PredictRequest:
     return PredictRequest(texts, flag)
 
 
+# A prediction id as /predict hands it out: 32 hex digits. /feedback takes nothing longer.
+MAX_ID_CHARS = 64
+FEEDBACK_FIELDS = frozenset({"id", "text", "label"})
+
+
+@dataclass(frozen=True)
+class FeedbackLabel:
+    """One label of a /feedback body: for the prediction `prediction_id`, or else for the latest
+    prediction of `text`."""
+
+    label: str
+    prediction_id: str | None = None
+    text: str | None = None
+
+
+def validate_feedback_payload(payload: Any, limits: Limits) -> list[FeedbackLabel]:
+    if not isinstance(payload, dict):
+        raise RequestError(
+            'body must be a JSON object like {"feedback": [{"id": "...", "label": "positive"}]}'
+        )
+    unknown = sorted(set(payload) - {"feedback"})
+    if unknown:
+        raise RequestError(f"unknown field(s): {', '.join(unknown)}")
+    items = payload.get("feedback")
+    if not isinstance(items, list):
+        raise RequestError("'feedback' must be a list of {id or text, label} objects")
+    if not items:
+        raise RequestError("'feedback' is empty; send at least one label")
+    if len(items) > limits.max_feedback_items:
+        raise RequestError(
+            f"{len(items)} labels is more than the limit of {limits.max_feedback_items}", 413
+        )
+    return [feedback_label(i, item, limits) for i, item in enumerate(items)]
+
+
+def feedback_label(i: int, item: Any, limits: Limits) -> FeedbackLabel:
+    where = f"feedback[{i}]"
+    if not isinstance(item, dict):
+        raise RequestError(f"{where} must be an object with 'label' and 'id' or 'text'")
+    unknown = sorted(set(item) - FEEDBACK_FIELDS)
+    if unknown:
+        raise RequestError(f"{where}: unknown field(s): {', '.join(unknown)}")
+    label = item.get("label")
+    if not isinstance(label, str) or label.strip().lower() not in LABEL_NAMES:
+        raise RequestError(f"{where}.label must be one of {', '.join(LABEL_NAMES)}")
+    prediction_id, text = item.get("id"), item.get("text")
+    if prediction_id is None and text is None:
+        raise RequestError(f"{where} needs 'id' (from /predict) or 'text'")
+    if prediction_id is not None and (
+        not isinstance(prediction_id, str) or not 0 < len(prediction_id) <= MAX_ID_CHARS
+    ):
+        raise RequestError(f"{where}.id must be a prediction id from /predict")
+    if text is not None:
+        if not isinstance(text, str) or not text.strip():
+            raise RequestError(f"{where}.text must be a non-empty string")
+        if len(text) > limits.max_text_chars:
+            raise RequestError(f"{where}.text is over the limit of {limits.max_text_chars}", 413)
+    return FeedbackLabel(label.strip().lower(), prediction_id, text)
+
+
+class FeedbackIn(BaseModel):
+    id: str | None = None
+    text: str | None = None
+    label: str
+
+
+class FeedbackResponse(BaseModel):
+    """`/feedback`'s answer: labels stored (committed), and those whose id or text matched no
+    stored prediction."""
+
+    accepted: int
+    unknown: int
+
+
 class PredictionOut(BaseModel):
+    id: str
     sentiment: Literal["positive", "negative"]
     confidence: float
     # Present only when the request asked for return_probabilities.
@@ -173,8 +265,19 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def format_prediction(raw: dict[str, Any], return_probabilities: bool) -> dict[str, Any]:
-    item: dict[str, Any] = {"sentiment": raw["label"], "confidence": round(raw["confidence"], 6)}
+def prediction_ids(count: int) -> list[str]:
+    """Fresh ids for `count` predictions: random, so workers and replicas need no coordination."""
+    return [uuid.uuid4().hex for _ in range(count)]
+
+
+def format_prediction(
+    raw: dict[str, Any], return_probabilities: bool, prediction_id: str
+) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "id": prediction_id,
+        "sentiment": raw["label"],
+        "confidence": round(raw["confidence"], 6),
+    }
     if return_probabilities:
         probs = raw["probabilities"]
         item["probabilities"] = {
@@ -185,10 +288,15 @@ def format_prediction(raw: dict[str, Any], return_probabilities: bool) -> dict[s
 
 
 def predict_response(
-    raw: Sequence[dict[str, Any]], return_probabilities: bool, model_version: str
+    raw: Sequence[dict[str, Any]],
+    return_probabilities: bool,
+    model_version: str,
+    ids: Sequence[str],
 ) -> dict[str, Any]:
     return {
-        "predictions": [format_prediction(r, return_probabilities) for r in raw],
+        "predictions": [
+            format_prediction(r, return_probabilities, i) for r, i in zip(raw, ids, strict=True)
+        ],
         "model_version": model_version,
         "timestamp": now_iso(),
     }
@@ -337,19 +445,33 @@ def is_json_content_type(scope: Scope) -> bool:
     )
 
 
+# Path -> the check of its decoded JSON body (raises RequestError).
+BODY_CHECKS: dict[str, Callable[[Any, Limits], object]] = {
+    "/predict": validate_predict_payload,
+    "/feedback": validate_feedback_payload,
+}
+
+
 class PredictGuard:
-    """ASGI middleware: refuses a bad /predict body with a 4xx before BentoML parses it.
+    """ASGI middleware: refuses a bad /predict or /feedback body with a 4xx before BentoML
+    parses it.
 
     The checked body is replayed to the app, so BentoML's own parsing still runs.
     """
 
-    def __init__(self, app: ASGIApp, limits: Limits, paths: Sequence[str] = ("/predict",)):
+    def __init__(
+        self,
+        app: ASGIApp,
+        limits: Limits,
+        checks: Mapping[str, Callable[[Any, Limits], object]] = BODY_CHECKS,
+    ):
         self.app = app
         self.limits = limits
-        self.paths = tuple(paths)
+        self.checks = dict(checks)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] not in self.paths:
+        check = self.checks.get(scope["path"]) if scope["type"] == "http" else None
+        if check is None:
             await self.app(scope, receive, send)
             return
         if scope["method"] != "POST":
@@ -368,7 +490,7 @@ class PredictGuard:
         if body is None:  # the client went away
             return
         try:
-            parse_predict_body(body, self.limits)
+            check(parse_json_body(body, self.limits), self.limits)
         except RequestError as exc:
             await reply_json(send, exc.status, str(exc))
             return

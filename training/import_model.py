@@ -20,7 +20,7 @@ from sentiment.config import (
     load_serving_config,
     load_training_config,
 )
-from training.reference import drift_reference_for
+from training.reference import monitoring_objects_for
 from training.registry import ModelVersion, Registry
 
 
@@ -90,7 +90,7 @@ class Imported:
 
 
 def import_alias(training: TrainingConfig, serving: ServingConfig, alias: str) -> Imported:
-    """Import the version `alias` points to, with its drift reference.
+    """Import the version `alias` points to, with its drift reference and accuracy estimator.
 
     The alias is resolved once, so the reference is made from the very version imported."""
     registry = Registry(training.mlflow.tracking_uri)
@@ -101,9 +101,9 @@ def import_alias(training: TrainingConfig, serving: ServingConfig, alias: str) -
     if in_store(tag):
         return Imported(tag, version, imported=False)
     # The model's predictions on SST-2 validation travel inside the Bento model as the
-    # reference for drift monitoring.
-    reference = drift_reference_for(registry, version, training, serving)
-    return Imported(import_version(version, tag, custom_objects=reference), version, imported=True)
+    # reference for drift monitoring, with the accuracy estimator fitted on them.
+    objects = monitoring_objects_for(registry, version, training, serving)
+    return Imported(import_version(version, tag, custom_objects=objects), version, imported=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -117,34 +117,45 @@ def prometheus(served_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 @pytest.fixture(scope="module")
 def traffic(served_url: str, sst2_dir: Path, prometheus: Prometheus) -> int:
-    """Enough /predict traffic to fill the drift window's minimum, plus one rejected request;
-    returns the number of predictions, once Prometheus has scraped all of them."""
+    """Enough /predict traffic to fill the drift window's and the accuracy estimate's minimum,
+    labels for some of it, plus one rejected request; returns the number of predictions, once
+    Prometheus has scraped all of them."""
     monitoring = yaml.safe_load((ROOT / "configs" / "monitoring_config.yaml").read_text())
-    wanted = int(monitoring["drift"]["min_window"]) + 4 * TEXTS_PER_REQUEST
+    least = max(monitoring["drift"]["min_window"], monitoring["performance"]["min_window"])
+    wanted = int(least) + 4 * TEXTS_PER_REQUEST
     texts = read_tsv(sst2_dir / "validation.tsv").texts[:wanted]
     client = httpx.Client(base_url=served_url, timeout=120)
 
-    def send(batch: list[str]) -> None:
+    def send(batch: list[str]) -> list[dict[str, Any]]:
         resp = client.post("/predict", json={"texts": batch})
         assert resp.status_code == 200, resp.text
+        predictions: list[dict[str, Any]] = resp.json()["predictions"]
+        return predictions
 
     with client:
         for start in range(0, len(texts), TEXTS_PER_REQUEST):
-            send(texts[start : start + TEXTS_PER_REQUEST])
+            shown = send(texts[start : start + TEXTS_PER_REQUEST])
+        labels = [{"id": p["id"], "label": p["sentiment"]} for p in shown]
+        resp = client.post("/feedback", json={"feedback": labels})
+        assert resp.status_code == 200, resp.text
         assert client.post("/predict", json={"texts": []}).status_code == 400
         # The monitor refreshes its gauges in the background; Prometheus scrapes every second.
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             seen = prometheus.value('sum(prediction_total{job="sentiment-api"})')
             window = prometheus.value('sum(drift_window_size{job="sentiment-api"})')
-            if seen >= len(texts) and window >= len(texts):
+            estimated = prometheus.value('max(model_estimated_accuracy{job="sentiment-api"})')
+            realized = prometheus.value('max(model_realized_accuracy{job="sentiment-api"})')
+            accuracies = math.isfinite(estimated) and math.isfinite(realized)
+            if seen >= len(texts) and window >= len(texts) and accuracies:
                 # Fresh requests, then a few scrapes, so every rate() window holds traffic.
                 send(texts[:TEXTS_PER_REQUEST])
                 time.sleep(5)
                 return len(texts) + TEXTS_PER_REQUEST
             time.sleep(1)
     pytest.fail(
-        f"Prometheus saw {seen} predictions and a drift window of {window}, sent {len(texts)}"
+        f"Prometheus saw {seen} predictions and a drift window of {window}, sent {len(texts)};"
+        f" estimated accuracy {estimated}, realized {realized}"
     )
 
 

@@ -14,6 +14,7 @@ from monitoring import hook
 from monitoring.config import MONITORING_ENV, MonitoringConfig, load_monitoring_config
 from monitoring.metrics import MonitorMetrics
 from monitoring.monitor import ACTIVE, REQUEST_LATENCY, SentimentMonitor
+from monitoring.performance import IdentityCalibration, PerformanceEstimator
 from monitoring.reference import DriftReference
 
 DIM = 4
@@ -144,6 +145,64 @@ def test_refresh_updates_metrics_summary_and_window(
     assert sample(registry, "drift_window_size") == 14
     assert sample(registry, "drift_detected") == 0
     assert np.isnan(sample(registry, "drift_test_p_value", {"test": "embedding_mmd"}))
+
+
+def test_performance_block_estimates_and_counts_labels(registry: CollectorRegistry) -> None:
+    cfg = settings()
+    cfg.performance.window_size = 20
+    cfg.performance.min_window = 10
+    cfg.performance.accuracy_floor = 0.9
+    labelled = [("positive", "positive"), ("negative", "positive"), ("negative", "negative")]
+    asked: list[int] = []
+
+    def source(window: int) -> list[tuple[str, str]]:
+        asked.append(window)
+        return labelled
+
+    # The identity calibration without the label-shift step: the estimate is the mean confidence.
+    mon = SentimentMonitor(
+        "test-performance",
+        settings=cfg,
+        metrics=MonitorMetrics(registry),
+        reference=reference_from([raw_prediction(i) for i in range(300)]),
+        estimator=PerformanceEstimator(IdentityCalibration()),
+        background=False,
+    )
+    try:
+        log_through_bentoml(mon, [raw_prediction(i) for i in range(5)], latency=0.1)
+        early = mon.summary()["performance"]
+        assert early["estimated_accuracy"] is None  # 5 < min_window
+        assert early["realized_accuracy"] is None and early["labelled_count"] == 0
+        assert early["accuracy_floor"] == 0.9 and early["estimator"] == "confidence"
+        assert np.isnan(sample(registry, "model_estimated_accuracy"))
+        mon.labelled_source = source
+        log_through_bentoml(mon, [raw_prediction(i) for i in range(5, 30)], latency=0.1)
+        block = mon.summary()["performance"]
+        last = [raw_prediction(i)["confidence"] for i in range(10, 30)]  # the window of 20
+        assert block["estimated_accuracy"] == pytest.approx(round(sum(last) / 20, 4))
+        assert block["realized_accuracy"] == pytest.approx(round(2 / 3, 4))
+        assert block["labelled_count"] == 3 and block["window"] == 20
+        assert asked[-1] == 20
+        assert sample(registry, "model_estimated_accuracy") == block["estimated_accuracy"]
+        assert sample(registry, "model_realized_accuracy") == block["realized_accuracy"]
+        assert sample(registry, "model_labelled_predictions") == 3
+        assert sample(registry, "model_accuracy_floor") == 0.9
+    finally:
+        mon.close()
+
+
+def test_a_failing_label_source_leaves_realized_accuracy_empty(
+    monitor: SentimentMonitor, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(window: int) -> list[tuple[str, str]]:
+        raise OSError("database is away")
+
+    monitor.labelled_source = broken
+    with caplog.at_level(logging.WARNING, logger="monitoring.monitor"):
+        block = monitor.summary()["performance"]
+    assert block["realized_accuracy"] is None and block["labelled_count"] == 0
+    assert block["estimator"] is None
+    assert "database is away" in caplog.text
 
 
 def test_drift_appears_in_summary_and_gauges(

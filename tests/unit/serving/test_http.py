@@ -12,6 +12,7 @@ from serving.http import (
     RequestError,
     TaskControl,
     UploadLimit,
+    FeedbackLabel,
     format_prediction,
     health_payload,
     is_json_content_type,
@@ -19,6 +20,8 @@ from serving.http import (
     model_info_payload,
     parse_predict_body,
     predict_response,
+    prediction_ids,
+    validate_feedback_payload,
     wants_json,
 )
 
@@ -59,13 +62,67 @@ def test_format_prediction_rounds_and_hides_probabilities() -> None:
         "confidence": 0.91234567,
         "probabilities": {"positive": 0.91234567, "negative": 0.08765433},
     }
-    assert format_prediction(raw, False) == {"sentiment": "positive", "confidence": 0.912346}
-    assert format_prediction(raw, True)["probabilities"] == {
+    assert format_prediction(raw, False, "a1") == {
+        "id": "a1",
+        "sentiment": "positive",
+        "confidence": 0.912346,
+    }
+    assert format_prediction(raw, True, "a1")["probabilities"] == {
         "positive": 0.912346,
         "negative": 0.087654,
     }
-    body = predict_response([raw], False, "v1")
+    body = predict_response([raw, raw], False, "v1", ["a1", "b2"])
+    assert [p["id"] for p in body["predictions"]] == ["a1", "b2"]
     assert body["model_version"] == "v1" and body["timestamp"].endswith("+00:00")
+
+
+def test_prediction_ids_are_unique_hex_strings() -> None:
+    ids = prediction_ids(1000)
+    assert len(set(ids)) == 1000
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert prediction_ids(0) == []
+
+
+def test_valid_feedback_body() -> None:
+    body = {
+        "feedback": [
+            {"id": "abc", "label": "Positive"},
+            {"text": "a film", "label": "negative"},
+            {"id": "x", "text": "t", "label": "negative"},
+        ]
+    }
+    assert validate_feedback_payload(body, LIMITS) == [
+        FeedbackLabel("positive", "abc", None),
+        FeedbackLabel("negative", None, "a film"),
+        FeedbackLabel("negative", "x", "t"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "message"),
+    [
+        ([], 400, "must be a JSON object"),
+        ({"feedback": []}, 400, "'feedback' is empty"),
+        ({"feedback": {"id": "a"}}, 400, "'feedback' must be a list"),
+        ({"feedback": [], "x": 1}, 400, "unknown field(s): x"),
+        ({"feedback": [{"id": "a", "label": "meh"}]}, 400, "feedback[0].label must be one of"),
+        ({"feedback": [{"id": "a"}]}, 400, "feedback[0].label must be one of"),
+        ({"feedback": [{"label": "positive"}]}, 400, "feedback[0] needs 'id'"),
+        ({"feedback": [{"id": 5, "label": "positive"}]}, 400, "feedback[0].id must be"),
+        ({"feedback": [{"id": "a" * 65, "label": "positive"}]}, 400, "feedback[0].id must be"),
+        ({"feedback": [{"text": " ", "label": "positive"}]}, 400, "feedback[0].text must be"),
+        ({"feedback": [{"text": "x" * 11, "label": "positive"}]}, 413, "over the limit of 10"),
+        ({"feedback": ["a"]}, 400, "feedback[0] must be an object"),
+        ({"feedback": [{"id": "a", "label": "positive", "why": 1}]}, 400, "unknown field(s): why"),
+        ({"feedback": [{"id": "a", "label": "positive"}] * 4}, 413, "4 labels is more than"),
+    ],
+)
+def test_feedback_rejections(payload: Any, status: int, message: str) -> None:
+    limits = Limits(max_texts=3, max_text_chars=10, max_request_bytes=200, max_feedback_items=3)
+    with pytest.raises(RequestError) as info:
+        validate_feedback_payload(payload, limits)
+    assert info.value.status == status
+    assert message in str(info.value)
 
 
 def run_guard(
@@ -107,6 +164,15 @@ def test_guard_answers_bad_body_itself() -> None:
     status, payload, seen = run_guard(b'{"texts": []}')
     assert status == 400 and seen == []
     assert json.loads(payload) == {"error": "'texts' is empty; send at least one text"}
+
+
+def test_guard_checks_feedback_bodies_too() -> None:
+    status, payload, seen = run_guard(b'{"feedback": [{"id": "a"}]}', path="/feedback")
+    assert status == 400 and seen == []
+    assert "feedback[0].label must be one of" in json.loads(payload)["error"]
+    good = b'{"feedback": [{"id": "a", "label": "negative"}]}'
+    status, payload, seen = run_guard(good, path="/feedback")
+    assert status == 200 and seen == [good]
 
 
 def test_guard_refuses_get() -> None:

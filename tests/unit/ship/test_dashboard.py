@@ -34,7 +34,12 @@ REQUIRED_TITLES = {
     "Drift score",
     "Drift test p-values",
     "Drift test statistics",
+    # Issue "Is the model still right?": estimated vs realized accuracy against the floor.
+    "Estimated vs realized accuracy",
+    "Labelled predictions",
 }
+ACCURACY_ROW = "Model accuracy"
+MONITORING = ROOT / "monitoring"
 # Grafana's range variables, replaced by durations Prometheus accepts.
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "5m"}
 
@@ -87,6 +92,59 @@ def test_panel_layout_is_consistent() -> None:
         refs = [t["refId"] for t in panel["targets"]]
         assert refs and len(refs) == len(set(refs)), panel["title"]
         assert all(t["expr"].strip() for t in panel["targets"]), panel["title"]
+
+
+def overlaps(a: dict[str, int], b: dict[str, int]) -> bool:
+    return (
+        a["x"] < b["x"] + b["w"]
+        and b["x"] < a["x"] + a["w"]
+        and a["y"] < b["y"] + b["h"]
+        and b["y"] < a["y"] + a["h"]
+    )
+
+
+def test_panels_do_not_overlap() -> None:
+    panels = dashboard()["panels"]
+    for i, a in enumerate(panels):
+        for b in panels[i + 1 :]:
+            assert not overlaps(a["gridPos"], b["gridPos"]), (a["title"], b["title"])
+
+
+def row_of(title: str) -> str:
+    """The title of the row a panel sits under (rows are expanded: panels follow by y)."""
+    panels = dashboard()["panels"]
+    y = next(p["gridPos"]["y"] for p in panels if p["title"] == title)
+    rows = [p for p in panels if p["type"] == "row" and p["gridPos"]["y"] < y]
+    return max(rows, key=lambda r: r["gridPos"]["y"])["title"]
+
+
+def test_accuracy_panels_query_the_accuracy_gauges() -> None:
+    panels = {p["title"]: p for p in query_panels()}
+    series = panels["Estimated vs realized accuracy"]
+    assert series["type"] == "timeseries"
+    assert series["fieldConfig"]["defaults"]["unit"] == "percentunit"
+    exprs = " ".join(t["expr"] for t in series["targets"])
+    for metric in ("model_estimated_accuracy", "model_realized_accuracy", "model_accuracy_floor"):
+        assert f"{metric}{{" in exprs, metric
+    # The floor is drawn as its own series, from the gauge the alert reads.
+    legends = {t["legendFormat"] for t in series["targets"]}
+    assert "floor" in legends
+    labelled = panels["Labelled predictions"]
+    assert labelled["type"] == "stat"
+    assert "model_labelled_predictions{" in labelled["targets"][0]["expr"]
+    for title in ("Estimated vs realized accuracy", "Labelled predictions"):
+        assert row_of(title) == ACCURACY_ROW, title
+
+
+def test_panels_query_metrics_the_monitor_declares() -> None:
+    source = "".join(p.read_text() for p in MONITORING.glob("*.py"))
+    for panel in query_panels():
+        for target in panel["targets"]:
+            for metric in re.findall(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{", target["expr"]):
+                if metric == "up" or metric.startswith("bentoml_"):
+                    continue
+                base = re.sub(r"_(bucket|sum|count)$", "", metric)
+                assert f'"{metric}"' in source or f'"{base}"' in source, (panel["title"], metric)
 
 
 def test_every_panel_query_parses(tmp_path: Path) -> None:
