@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
+import psutil
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -82,12 +84,24 @@ class ServerProcess:
         self._log.flush()
         return self.log_path.read_text(errors="replace")[-chars:]
 
+    def kill(self) -> None:
+        """SIGKILL to the server and every process under it, at once: what `kill -9` of a whole
+        server does. The process group is not enough: BentoML's workers run in sessions of
+        their own and would live on as orphans."""
+        processes = [psutil.Process(self.proc.pid)]
+        with contextlib.suppress(psutil.NoSuchProcess):
+            processes += processes[0].children(recursive=True)
+        for process in processes:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+        psutil.wait_procs(processes, timeout=30)
+        self.proc.wait(timeout=30)
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+                self.kill()
         self._log.close()

@@ -41,6 +41,8 @@ FAILED_CALL = "The model did not answer ({reason}){where}. Try again in a moment
 # The suffix of what the service's file code is sent: JSON lines (see tables.file_job_lines).
 FILE_JOB_SUFFIX = ".jsonl"
 FILE_JOB_PROGRESS = "Scoring rows (file job)"
+# Longer than any id the service makes: a state holding more is not one of its ids.
+MAX_PREDICTION_ID_CHARS = 200
 
 
 def _no_progress(*args: Any, **kwargs: Any) -> None:
@@ -50,6 +52,24 @@ def _no_progress(*args: Any, **kwargs: Any) -> None:
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+
+
+def no_feedback() -> tuple[Any, ...]:
+    """The right / wrong control where no prediction can be answered: no shown prediction,
+    the buttons' row hidden, no note."""
+    return None, gr.update(visible=False), ""
+
+
+def other_label(label: str) -> str | None:
+    """The label a "wrong" answer records: the one other class, None unless there is exactly
+    one."""
+    others = [name for name in LABEL_NAMES if name != label]
+    return others[0] if label in LABEL_NAMES and len(others) == 1 else None
+
+
+def _opaque_id(value: Any) -> bool:
+    """A prediction id is an opaque string to the UI: only its type and size are checked."""
+    return isinstance(value, str) and 0 < len(value) <= MAX_PREDICTION_ID_CHARS
 
 
 def download_dir() -> Path:
@@ -118,31 +138,110 @@ class UIHandlers:
 
     # --- single prediction -------------------------------------------------------------------
 
-    async def predict_one(self, text: str | None, log: bool) -> tuple[str, pd.DataFrame, str]:
-        """Result card, probability bars, running summary."""
+    async def predict_one(self, text: str | None, log: bool) -> tuple[Any, ...]:
+        """Result card, probability bars, running summary, then the right / wrong control:
+        the shown prediction (the feedback state), the buttons' row and the feedback note."""
         empty = charts.probability_frame({"probabilities": {"negative": 0.0, "positive": 0.0}})
         text = (text or "").strip()
         limit = self.cfg.single.max_text_chars
         if not text:
             problem = "Type or paste a sentence first, or pick one of the examples."
-            return views.message_html("warning", problem), empty, await self.running_summary()
+            message = views.message_html("warning", problem)
+            return message, empty, await self.running_summary(), *no_feedback()
         if len(text) > limit:
             problem = f"The text has {len(text):,} characters; the limit is {limit:,}. Shorten it."
-            return views.message_html("warning", problem), empty, await self.running_summary()
+            message = views.message_html("warning", problem)
+            return message, empty, await self.running_summary(), *no_feedback()
         started = time.perf_counter()
         try:
             raw = await self.backend.predict([text])
         except Exception as exc:
             logger.exception("single prediction failed")
             message = views.message_html("error", FAILED_CALL.format(reason=_reason(exc), where=""))
-            return message, empty, await self.running_summary()
+            return message, empty, await self.running_summary(), *no_feedback()
         latency = time.perf_counter() - started
         # True: logged; False: the toggle is off; None: asked for but monitoring is unavailable.
         logged: bool | None = False
         if log:
             logged = True if await self._log([text], raw, latency) else None
+        shown = await self._remember(text, raw[0])
         card = views.prediction_html(raw[0], latency, logged)
-        return card, charts.probability_frame(raw[0]), await self.running_summary()
+        feedback = no_feedback() if shown is None else (shown, gr.update(visible=True), "")
+        return card, charts.probability_frame(raw[0]), await self.running_summary(), *feedback
+
+    # --- feedback on the shown prediction ----------------------------------------------------
+
+    def _feedback_enabled(self) -> bool:
+        try:
+            return bool(self.backend.feedback_enabled())
+        except Exception:
+            logger.exception("asking whether the feedback store is on failed")
+            return False
+
+    async def _remember(self, text: str, prediction: dict[str, Any]) -> dict[str, str] | None:
+        """The shown prediction as the feedback control keeps it ({"id", "label"}), or None
+        where there is nothing to answer: the feedback store is off, or the id is missing."""
+        label = prediction.get("label")
+        if label not in LABEL_NAMES or not self._feedback_enabled():
+            return None
+        try:
+            ids = await self.backend.remember([text], [prediction])
+        except Exception:
+            logger.exception("remembering a prediction for feedback failed")
+            return None
+        if len(ids) != 1 or not _opaque_id(ids[0]):
+            logger.error("the service gave %d prediction ids for 1 prediction", len(ids))
+            return None
+        return {"id": ids[0], "label": str(label)}
+
+    async def feedback_right(self, shown: Any) -> tuple[Any, ...]:
+        """The shown prediction was right: its label is sent as the true one."""
+        return await self._send_feedback(shown, right=True)
+
+    async def feedback_wrong(self, shown: Any) -> tuple[Any, ...]:
+        """The shown prediction was wrong: the other label is sent as the true one."""
+        return await self._send_feedback(shown, right=False)
+
+    async def _send_feedback(self, shown: Any, right: bool) -> tuple[Any, ...]:
+        """The feedback state, the buttons' row, the Right and Wrong buttons (enabled again
+        for the next prediction), and a one-line note."""
+        enabled = gr.update(interactive=True)
+        done = (None, gr.update(visible=False), enabled, enabled)
+        if (
+            not isinstance(shown, dict)
+            or not _opaque_id(shown.get("id"))
+            or shown.get("label") not in LABEL_NAMES
+        ):
+            note = "Analyze a text first: the answer is about the prediction shown."
+            return (*done, views.message_html("warning", note))
+        prediction_id, predicted = str(shown["id"]), str(shown["label"])
+        label = predicted if right else other_label(predicted)
+        if label is None:
+            note = f"There is no single other label than {predicted} to record."
+            return (*done, views.message_html("warning", note))
+        # Where the answer may go through later, the prediction stays shown and unanswered:
+        # the buttons stay for another try.
+        again = (shown, gr.update(visible=True), enabled, enabled)
+        try:
+            answer = await self.backend.send_feedback(prediction_id, label)
+        except ValueError as exc:  # the service's one-line refusal (a RequestError)
+            reason = (str(exc).strip().splitlines() or ["refused"])[0][:300].rstrip(".")
+            logger.info("feedback on %s refused: %s", prediction_id, reason)
+            note = views.message_html("error", f"The answer was not recorded: {reason}.")
+            # A status of 5xx (the store is away) is worth another try; a bad item is not.
+            transient = getattr(exc, "status", 400) >= 500
+            return (*(again if transient else done), note)
+        except Exception as exc:
+            logger.exception("sending feedback on %s failed", prediction_id)
+            note = f"The answer could not be sent ({_reason(exc)}). Try again in a moment."
+            return (*again, views.message_html("error", note))
+        if isinstance(answer, dict) and int(answer.get("accepted") or 0) >= 1:
+            return (*done, views.message_html("success", f"Thanks — recorded as {label}."))
+        note = (
+            "The service no longer holds this prediction, so the answer was not recorded: "
+            "analyze the text again to answer."
+        )
+        return (*done, views.message_html("warning", note))
 
     # --- batch -------------------------------------------------------------------------------
 
@@ -466,6 +565,20 @@ def build_ui(
                             views.placeholder_html("The sentiment will appear here."),
                             elem_id="single-result",
                         )
+                        # Right / wrong on the shown prediction: shown only once there is one
+                        # to answer, and only where the service keeps a feedback store.
+                        shown = gr.State(None)
+                        with gr.Row(
+                            visible=False, equal_height=True, elem_id="single-feedback"
+                        ) as feedback_row:
+                            gr.HTML('<div class="ui-feedback-question">Was this right?</div>')
+                            right = gr.Button(
+                                "Right", size="sm", scale=0, min_width=90, elem_id="feedback-right"
+                            )
+                            wrong = gr.Button(
+                                "Wrong", size="sm", scale=0, min_width=90, elem_id="feedback-wrong"
+                            )
+                        feedback_note = gr.HTML(elem_id="single-feedback-note")
                         probs = gr.BarPlot(
                             charts.probability_frame(
                                 {"probabilities": {"negative": 0.0, "positive": 0.0}}
@@ -567,9 +680,19 @@ def build_ui(
 
         gr.HTML(views.footer_html(), elem_id="ui-footer")
 
-        single_outputs = [result, probs, summary]
+        single_outputs = [result, probs, summary, shown, feedback_row, feedback_note]
         analyze.click(handlers.predict_one, [text, log_one], single_outputs)
         text.submit(handlers.predict_one, [text, log_one], single_outputs)
+
+        def hold_buttons() -> tuple[Any, Any]:
+            """Both buttons off at once, so a prediction is answered once."""
+            return gr.update(interactive=False), gr.update(interactive=False)
+
+        feedback_outputs = [shown, feedback_row, right, wrong, feedback_note]
+        for button, answer in ((right, handlers.feedback_right), (wrong, handlers.feedback_wrong)):
+            button.click(hold_buttons, None, [right, wrong], show_progress="hidden").then(
+                answer, [shown], feedback_outputs, show_progress="hidden"
+            )
 
         batch_results = [batch_summary, results, table, download, dist, hist]
         upload.upload(handlers.inspect_upload, [upload], [column, status, run, *batch_results])

@@ -4,7 +4,9 @@ In `bentoml serve` the Gradio app runs inside the service's worker process and e
 the backend reaches the live SentimentAPI instance through `bentoml.get_current_service()`
 and awaits the same `classify` that `/predict` uses: one model in memory, shared batching.
 Files over the batch tab's inline limit go to the service's `score_file`, the code the
-`/predict_file` task runs.
+`/predict_file` task runs. A user's "right / wrong" answer on a prediction goes to the
+service's `accept_feedback`, the code behind its feedback endpoint, under the prediction id
+that `remember` gave the prediction.
 """
 
 from __future__ import annotations
@@ -45,6 +47,21 @@ class UIBackend(Protocol):
         self, texts: list[str], raw: list[dict[str, Any]], latency_s: float
     ) -> bool:
         """Record predictions for monitoring; False where monitoring is not available."""
+        ...
+
+    async def remember(self, texts: list[str], raw: list[dict[str, Any]]) -> list[str]:
+        """One prediction id per text (opaque strings), kept in the service's feedback store
+        when that is on, so feedback can name the prediction it is about."""
+        ...
+
+    def feedback_enabled(self) -> bool:
+        """Whether the service keeps a feedback store (False: no right / wrong control)."""
+        ...
+
+    async def send_feedback(self, prediction_id: str, label: str) -> dict[str, int]:
+        """The true label of a remembered prediction: {"accepted": n, "unknown": m}, where
+        unknown counts ids the store no longer (or never) held. ValueError (one line) for an
+        item the service refuses."""
         ...
 
 
@@ -114,3 +131,17 @@ class ServiceBackend:
         # Cheap by contract (it only buffers the columns), so it runs on the loop.
         await _resolve(hook.log_predictions(texts, raw, latency_s, model_tag=tag))
         return True
+
+    async def remember(self, texts: list[str], raw: list[dict[str, Any]]) -> list[str]:
+        # A plain method (it only files the predictions under fresh ids): runs on the loop.
+        ids: list[str] = await _resolve(self._service().remember(texts, raw))
+        return ids
+
+    def feedback_enabled(self) -> bool:
+        enabled = getattr(self._service(), "feedback_enabled", False)
+        return bool(enabled() if callable(enabled) else enabled)
+
+    async def send_feedback(self, prediction_id: str, label: str) -> dict[str, int]:
+        items = [{"id": prediction_id, "label": label}]
+        result: dict[str, int] = await _resolve(self._service().accept_feedback(items))
+        return result

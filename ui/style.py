@@ -64,5 +64,7 @@ CSS = """
   padding: 10px; }
 .ui-muted { color: var(--body-text-color-subdued); font-size: 0.9rem; }
 .ui-hint { padding: 0 4px; }
+.ui-feedback-question { font-weight: 600; color: var(--body-text-color); padding: 6px 0; }
+.ui-accuracy-hint { margin: 8px 0 0; }
 .ui-footer a { color: var(--color-accent); }
 """

@@ -214,8 +214,103 @@ def _tests_html(tests: Any) -> str:
     )
 
 
+def _fraction(value: Any) -> float | None:
+    """A share or an accuracy from the summary, or None where it has none (or not a number)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        return None
+    return float(value)
+
+
+def _accuracy_row(label: str, value: str, elem: str, note: str = "") -> str:
+    """A key-value row whose value may carry a badge or a muted note (already HTML)."""
+    return (
+        f'<tr><th>{esc(label)}</th><td><span data-testid="{elem}">{esc(value)}</span>'
+        f"{note}</td></tr>"
+    )
+
+
+ESTIMATED_HINT = (
+    "Estimated: from the model's calibrated confidences on recent traffic, no labels needed."
+)
+REALIZED_HINT = "Realized: from users' right / wrong answers on predictions."
+
+
+def _performance_html(performance: Any) -> str:
+    """Estimated accuracy (against the floor) and realized accuracy (from feedback); nothing
+    where the summary has no such block (a server from before it)."""
+    if not isinstance(performance, Mapping):
+        return ""
+    floor = _fraction(performance.get("accuracy_floor"))
+    estimated = _fraction(performance.get("estimated_accuracy"))
+    badge = ""
+    if not performance.get("estimator"):
+        estimated_row = _accuracy_row(
+            "Estimated accuracy",
+            "—",
+            "estimated-accuracy",
+            ' <span class="ui-muted">no fitted estimator: re-import the model to estimate '
+            "accuracy</span>",
+        )
+    elif estimated is None:
+        estimated_row = _accuracy_row(
+            "Estimated accuracy",
+            "—",
+            "estimated-accuracy",
+            ' <span class="ui-muted">not enough predictions yet</span>',
+        )
+    else:
+        if floor is not None:
+            below = estimated < floor
+            css = "ui-badge-bad" if below else "ui-badge-good"
+            words = f"{'below' if below else 'above'} the {percent(floor)} floor"
+            badge = f' <span class="ui-badge {css}" data-testid="accuracy-floor">{esc(words)}'
+            badge += "</span>"
+        estimated_row = _accuracy_row(
+            "Estimated accuracy", percent(estimated), "estimated-accuracy", badge
+        )
+
+    labelled = performance.get("labelled_count")
+    labelled = labelled if isinstance(labelled, int) and not isinstance(labelled, bool) else 0
+    window = performance.get("window")
+    realized = _fraction(performance.get("realized_accuracy"))
+    if labelled <= 0:
+        realized_text = "no labels yet"
+    else:
+        of_window = f" of window {int(window):,}" if isinstance(window, int) else ""
+        realized_text = f"{percent(realized)} · {labelled:,} labelled{of_window}"
+    rows = [
+        estimated_row,
+        _accuracy_row("Realized accuracy", realized_text, "realized-accuracy"),
+    ]
+    details: list[tuple[str, Any]] = []
+    unadjusted = _fraction(performance.get("estimated_accuracy_unadjusted"))
+    if unadjusted is not None:
+        details.append(("Estimate before label-shift adjustment", percent(unadjusted)))
+    share = _fraction(performance.get("estimated_positive_share"))
+    if share is not None:
+        details.append(("Estimated positive share", percent(share)))
+    if floor is not None and not badge:  # else the estimate's badge names the floor
+        details.append(("Accuracy floor", percent(floor)))
+    if performance.get("estimator"):
+        details.append(("Estimator", performance["estimator"]))
+    shift = ""
+    if performance.get("outside_label_shift") is True:
+        shift = message_html(
+            "warning",
+            "The share of positive predictions is outside what label shift can explain: the "
+            "estimate is the unadjusted one, treat it with care.",
+        )
+    return (
+        '<div class="ui-card" data-testid="performance"><h3>Accuracy</h3>'
+        f'<table class="ui-kv">{"".join(rows)}{_rows(details)}</table>{shift}'
+        f'<p class="ui-muted ui-accuracy-hint">{esc(ESTIMATED_HINT)}<br>{esc(REALIZED_HINT)}</p>'
+        "</div>"
+    )
+
+
 def monitoring_html(summary: Mapping[str, Any] | None) -> str:
-    """The live monitoring panel: traffic, confidence, latency, drift and its tests."""
+    """The live monitoring panel: traffic, accuracy, confidence, latency, drift and its
+    tests."""
     if summary is None:
         return message_html("info", "Monitoring is not available in this server.")
     traffic = [
@@ -251,6 +346,7 @@ def monitoring_html(summary: Mapping[str, Any] | None) -> str:
     return (
         '<div class="ui-grid">'
         + _table("Traffic", traffic)
+        + _performance_html(summary.get("performance"))
         + drift_card
         + _tests_html(drift.get("tests"))
         + "</div>"

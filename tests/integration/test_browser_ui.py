@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -179,6 +180,54 @@ def test_single_prediction(driver: Any, ui_url: str) -> None:
     assert outside_requests(driver, ui_url) == []
     shot = screenshot(driver, "01_single_prediction")
     assert shot.stat().st_size > 10_000
+
+
+def shown(driver: Any, selector: str) -> bool:
+    return any(e.is_displayed() for e in css(driver, selector))
+
+
+def test_feedback_and_realized_accuracy(driver: Any, ui_url: str) -> None:
+    """Predict, answer "Wrong", see it recorded; the model tab then counts the label."""
+    from sentiment.labels import LABEL_NAMES
+
+    driver.get(ui_url)
+    wait_for(lambda: "model sentiment:" in visible_text(driver, "#ui-header"), "the model header")
+    box = wait_for(lambda: css(driver, "#single-text textarea")[0], "the text box")
+    assert not shown(driver, "#feedback-wrong")  # nothing to answer yet
+
+    box.send_keys(POSITIVE)
+    css(driver, "#single-go")[0].click()
+    label = wait_for(
+        lambda: visible_text(driver, "[data-testid=sentiment-label]"), "the sentiment label"
+    )
+    predicted = label.split()[-1].lower()
+    other = next(name for name in LABEL_NAMES if name != predicted)
+    wait_for(lambda: shown(driver, "#feedback-wrong"), "the Right / Wrong buttons")
+    assert shown(driver, "#feedback-right")
+    css(driver, "#feedback-wrong")[0].click()
+    note = wait_for(lambda: visible_text(driver, "#single-feedback-note"), "the feedback note")
+    assert f"recorded as {other}" in note, note
+    # Answered: the buttons are gone, the confirmation stays.
+    wait_for(lambda: not shown(driver, "#feedback-wrong"), "the buttons to go")
+    assert not shown(driver, "#feedback-right")
+    screenshot(driver, "05_feedback")
+
+    open_tab(driver, "Model")
+
+    def realized_accuracy() -> str:
+        text = visible_text(driver, "[data-testid=realized-accuracy]")
+        return text if "labelled" in text else ""
+
+    # The tab reads the summary on opening; the page's timer reads it again a while later.
+    realized = wait_for(realized_accuracy, "the realized accuracy")
+    found = re.fullmatch(r"(\d+\.\d)% · ([\d,]+) labelled of window ([\d,]+)", realized)
+    assert found, realized
+    labelled = int(found.group(2).replace(",", ""))
+    assert labelled >= 1
+    if labelled == 1:  # only this test's answer, which said the prediction was wrong
+        assert found.group(1) == "0.0"
+    assert visible_text(driver, "[data-testid=estimated-accuracy]")
+    screenshot(driver, "06_realized_accuracy")
 
 
 def test_batch_csv(driver: Any, ui_url: str, reviews_file: Path, tmp_path: Path) -> None:

@@ -36,8 +36,12 @@ class FakeBackend:
         fail_after: int | None = None,
         file_limits: tuple[int, int] = (100_000, 20_000),
         file_chunk: int = 4,
+        feedback: bool = True,
     ) -> None:
         self.monitoring = monitoring
+        self.feedback = feedback
+        self.remembered: dict[str, tuple[str, str]] = {}  # id: (text, predicted label)
+        self.feedback_sent: list[tuple[str, str]] = []  # (id, label)
         self.fail_after = fail_after
         self.batches: list[list[str]] = []
         self.logged: list[tuple[list[str], int, float]] = []
@@ -118,6 +122,26 @@ class FakeBackend:
         self.logged.append((list(texts), len(raw), latency_s))
         return True
 
+    async def remember(self, texts: list[str], raw: list[dict[str, Any]]) -> list[str]:
+        ids = [f"pred-{len(self.remembered) + i}" for i in range(len(texts))]
+        if self.feedback:
+            for prediction_id, text, prediction in zip(ids, texts, raw, strict=True):
+                self.remembered[prediction_id] = (text, prediction["label"])
+        return ids
+
+    def feedback_enabled(self) -> bool:
+        return self.feedback
+
+    async def send_feedback(self, prediction_id: str, label: str) -> dict[str, int]:
+        """What SentimentAPI.accept_feedback answers for one item."""
+        from serving.http import RequestError
+
+        if label not in ("negative", "positive"):
+            raise RequestError(f"item 0: label must be one of negative, positive, not {label!r}")
+        self.feedback_sent.append((prediction_id, label))
+        known = prediction_id in self.remembered
+        return {"accepted": int(known), "unknown": int(not known)}
+
 
 def config(**batch: Any) -> UIConfig:
     return UIConfig.model_validate({"batch": {"batch_size": 2, "max_rows": 10, **batch}})
@@ -132,7 +156,7 @@ def run(coro: Any) -> Any:
 
 def test_empty_text_is_a_message_and_no_call() -> None:
     backend = FakeBackend()
-    card, probs, _ = run(UIHandlers(backend, config()).predict_one("   ", True))
+    card, probs, *_ = run(UIHandlers(backend, config()).predict_one("   ", True))
     assert "Type or paste a sentence first" in card and "ui-alert-warning" in card
     assert probs["probability"].tolist() == [0.0, 0.0]
     assert backend.batches == []
@@ -140,13 +164,13 @@ def test_empty_text_is_a_message_and_no_call() -> None:
 
 def test_too_long_text_is_refused() -> None:
     cfg = UIConfig.model_validate({"single": {"max_text_chars": 10}})
-    card, _, _ = run(UIHandlers(FakeBackend(), cfg).predict_one("a" * 11, True))
+    card, *_ = run(UIHandlers(FakeBackend(), cfg).predict_one("a" * 11, True))
     assert "11 characters; the limit is 10" in card
 
 
 def test_prediction_card_chart_and_logging() -> None:
     backend = FakeBackend()
-    card, probs, summary = run(UIHandlers(backend, config()).predict_one(" a good film ", True))
+    card, probs, summary, *_ = run(UIHandlers(backend, config()).predict_one(" a good film ", True))
     assert backend.batches == [["a good film"]]
     assert 'data-testid="sentiment-label"' in card and "Positive" in card
     assert "90.0%" in card and "logged" in card
@@ -161,12 +185,12 @@ def test_prediction_card_chart_and_logging() -> None:
 
 def test_toggle_off_does_not_log() -> None:
     backend = FakeBackend()
-    card, _, _ = run(UIHandlers(backend, config()).predict_one("bad", False))
+    card, *_ = run(UIHandlers(backend, config()).predict_one("bad", False))
     assert backend.logged == [] and "not logged" in card and "Negative" in card
 
 
 def test_without_monitoring_the_page_says_so() -> None:
-    card, _, summary = run(
+    card, _, summary, *_ = run(
         UIHandlers(FakeBackend(monitoring=False), config()).predict_one("x", True)
     )
     assert "unavailable" in card
@@ -175,7 +199,7 @@ def test_without_monitoring_the_page_says_so() -> None:
 
 def test_model_failure_is_a_message_not_an_exception() -> None:
     backend = FakeBackend(fail_after=0)
-    card, probs, _ = run(UIHandlers(backend, config()).predict_one("good", True))
+    card, probs, *_ = run(UIHandlers(backend, config()).predict_one("good", True))
     assert "ui-alert-error" in card
     assert "The model did not answer (RuntimeError: model down)" in card
     assert probs["probability"].sum() == 0

@@ -343,6 +343,15 @@ class FakeBackend:
     async def log_predictions(self, texts: list[str], raw: Any, latency_s: float) -> bool:
         return False
 
+    async def remember(self, texts: list[str], raw: Any) -> list[str]:
+        return [f"id-{i}" for i in range(len(texts))]
+
+    def feedback_enabled(self) -> bool:
+        return False
+
+    async def send_feedback(self, prediction_id: str, label: str) -> dict[str, int]:
+        return {"accepted": 0, "unknown": 1}
+
 
 @pytest.fixture()
 def hardened(tmp_path: Path) -> Any:
