@@ -40,6 +40,7 @@ from serving.auth import ApiKeyGuard
 from serving.batching import AdaptiveBatcher, Overloaded
 from serving.files import FileJobs, read_rows, score_rows
 from serving.http import (
+    ExplainResponse,
     FeedbackIn,
     FeedbackResponse,
     JsonMetrics,
@@ -49,6 +50,7 @@ from serving.http import (
     RequestError,
     TaskControl,
     UploadLimit,
+    explain_response,
     health_payload,
     model_info_payload,
     now_iso,
@@ -73,6 +75,7 @@ LIMITS = Limits(
     max_request_bytes=CONFIG.api.max_request_bytes,
     read_timeout_s=CONFIG.api.read_timeout_s,
     max_feedback_items=CONFIG.feedback.max_items_per_request,
+    max_explain_texts=CONFIG.explain.max_texts,
 )
 
 
@@ -150,6 +153,9 @@ class SentimentAPI:
         self.files = FileJobs(CONFIG.api.max_file_tasks)
         self.store = open_prediction_store(CONFIG.feedback)
         self.feedback_enabled = self.store is not None
+        self.explain_enabled = CONFIG.explain.enabled
+        # Requests explaining or waiting to: bounded, the rest are refused with 429.
+        self.explaining = 0
         self.stopping = threading.Event()
         if CONFIG.api.metrics_enabled:
             watch_replicas(self.model, observe_replicas, self.stopping)
@@ -174,6 +180,9 @@ class SentimentAPI:
         pids = {"worker": os.getpid()}
         for index, pid in enumerate(self.model.pids()):
             pids[f"model-{index}"] = pid
+        explainer = self.model.explainer_pid()
+        if explainer is not None:
+            pids["explainer"] = explainer
         return pids
 
     def replicas_alive(self) -> tuple[int, int]:
@@ -237,6 +246,42 @@ class SentimentAPI:
                 "the feedback store is unavailable; nothing was stored", 503
             ) from None
         return {"accepted": result.accepted, "unknown": result.unknown}
+
+    async def explanations(self, texts: list[str]) -> list[dict[str, Any]]:
+        """Per text the prediction and its words' attributions, from the explaining model
+        process (also the UI's). RequestError when explanations are off or too many wait."""
+        if not self.explain_enabled:
+            raise RequestError("explanations are off on this server (explain.enabled: false)", 404)
+        if len(texts) > CONFIG.explain.max_texts:
+            raise RequestError(
+                f"{len(texts)} texts is more than the limit of {CONFIG.explain.max_texts}", 413
+            )
+        if self.explaining >= CONFIG.explain.max_queued:
+            raise RequestError("too many explanations in progress; try again shortly", 429)
+        self.explaining += 1
+        try:
+            return await asyncio.to_thread(self.model.explain, texts)
+        finally:
+            self.explaining -= 1
+
+    @bentoml.api(route="/explain", output_spec=ExplainResponse)
+    async def explain(self, texts: list[str]) -> JSONResponse:
+        """Which words made the model say what it said: per text the prediction as /predict
+        gives it and every word with its attribution towards the predicted label (at most
+        `explain.max_texts` texts; slower than /predict, and never in its way)."""
+        try:
+            raw = await self.explanations(texts)
+        except RequestError as exc:
+            headers = {"Retry-After": str(CONFIG.api.retry_after_s)} if exc.status == 429 else None
+            return JSONResponse({"error": str(exc)}, status_code=exc.status, headers=headers)
+        except Exception as exc:  # the explaining process failed: not the client's fault
+            logger.warning("explanation failed: %s", exc)
+            return JSONResponse(
+                {"error": "the explanation failed; try again shortly"},
+                status_code=503,
+                headers={"Retry-After": str(CONFIG.api.retry_after_s)},
+            )
+        return JSONResponse(explain_response(raw, self.info["version"]))
 
     @bentoml.api(route="/predict", output_spec=PredictResponse)
     async def predict(self, texts: list[str], return_probabilities: bool = False) -> JSONResponse:

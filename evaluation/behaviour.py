@@ -1,14 +1,16 @@
 """Behavioural tests of a sentiment model (minimum functionality, invariance, direction).
 
 Each case is judged from predictions only, so the same suite runs against any registered
-version (`tests/model/`, `make behaviour-tests`) and inside the promotion gate.
+version (`tests/model/`, `make behaviour-tests`) and inside the promotion gate. Given an
+`Explain` function as well, a failed case also says which words pushed the model the wrong way
+(`CaseResult.why`, from the word attributions of `serving.explain`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 Kind = Literal["minimum", "invariance", "directional"]
 
@@ -37,6 +39,8 @@ class CaseResult:
     case: Case
     passed: bool
     detail: str
+    # For a failed case run with an explainer: the words behind each prediction.
+    why: str | None = None
 
 
 def _mft(cid: str, text: str, expected: str) -> Case:
@@ -151,22 +155,51 @@ class SuiteResult:
 
 
 Predict = Callable[[list[str]], list[Prediction]]
+# Texts -> one explanation each: {"sentiment": label, "words": [{"word", "attribution"}, ...]},
+# attributions signed towards that label (serving.explain.Explainer.explain).
+Explain = Callable[[list[str]], Sequence[Mapping[str, Any]]]
 
 
-def run_case(predict: Predict, case: Case) -> CaseResult:
+def describe_explanation(text: str, explanation: Mapping[str, Any], top: int = 3) -> str:
+    """One line: the predicted label, the words that pushed towards it most, and the word that
+    pushed hardest against it, e.g. `'Not good.' -> positive: good. +0.41, Not +0.02; against:
+    none`."""
+    words = [(str(w["word"]), float(w["attribution"])) for w in explanation["words"]]
+    towards = sorted((w for w in words if w[1] > 0), key=lambda w: -w[1])[:top]
+    against = sorted((w for w in words if w[1] < 0), key=lambda w: w[1])[:1]
+
+    def listed(chosen: list[tuple[str, float]]) -> str:
+        return ", ".join(f"{word} {value:+.2f}" for word, value in chosen) or "none"
+
+    return f"'{text}' -> {explanation['sentiment']}: {listed(towards)}; against: {listed(against)}"
+
+
+def run_case(predict: Predict, case: Case, explain: Explain | None = None) -> CaseResult:
     """One call per case, text and variant together.
 
     Per case, not one batch for the suite: int8 dynamic quantisation scales activations per
     batch, so a prediction shifts slightly with its batch-mates, and a directional case is
     judged on small shifts. Every runner (tests/model, the gate) then sees the same numbers.
+
+    With `explain`, a failed case is explained too (`CaseResult.why`): which words carried each
+    prediction, so a failure says which word misled the model.
     """
     texts = [case.text] + ([case.variant] if case.variant else [])
     preds = predict(texts)
-    return judge(case, preds[0], preds[1] if case.variant else None)
+    result = judge(case, preds[0], preds[1] if case.variant else None)
+    if result.passed or explain is None:
+        return result
+    why = " | ".join(
+        describe_explanation(text, explanation)
+        for text, explanation in zip(texts, explain(texts), strict=True)
+    )
+    return replace(result, why=why)
 
 
-def run_suite(predict: Predict, cases: Sequence[Case] = CASES) -> SuiteResult:
-    return SuiteResult(tuple(run_case(predict, c) for c in cases))
+def run_suite(
+    predict: Predict, cases: Sequence[Case] = CASES, explain: Explain | None = None
+) -> SuiteResult:
+    return SuiteResult(tuple(run_case(predict, c, explain) for c in cases))
 
 
 def classifier_predict(classifier: object) -> Predict:
@@ -177,3 +210,13 @@ def classifier_predict(classifier: object) -> Predict:
         return [Prediction(p.label, p.probabilities["positive"]) for p in preds]
 
     return predict
+
+
+def classifier_explain(classifier: Any, **options: Any) -> Explain:
+    """Explain a Classifier's predictions word by word (serving.explain; options: method,
+    n_steps, ...)."""
+    # Here, not at the top: torch and captum load only when a model is explained.
+    from serving.explain import Explainer
+
+    explainer = Explainer(classifier, max_texts=2, **options)
+    return explainer.explain

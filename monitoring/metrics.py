@@ -113,7 +113,6 @@ class MonitorMetrics:
             self.test_statistic.labels(test=name).set(test.get("statistic", float("nan")))
             self.test_p_value.labels(test=name).set(test.get("p_value", float("nan")))
 
-
     def set_performance(self, report: Mapping[str, Any]) -> None:
         """The `performance` block of the summary (monitoring.performance.performance_report)."""
         nan = float("nan")

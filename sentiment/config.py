@@ -84,11 +84,26 @@ class MlflowSection(StrictModel):
     alias: str = "candidate"
 
 
+class RetrainSection(StrictModel):
+    """`make retrain` (training/retrain.py): SST-2 plus the labelled feedback of the service."""
+
+    # RETRAIN_HOLDOUT_FRACTION: the share of the feedback texts kept out of training and
+    # evaluated on; chosen by each text's digest, so a text always falls on the same side.
+    holdout_fraction: float = Field(0.2, ge=0, lt=1)
+    # RETRAIN_MIN_FEEDBACK: fewer labelled feedback texts than this and no model is trained
+    # (exit 3, "skipped"); 0 retrains on SST-2 alone when there is no feedback.
+    min_feedback: int = Field(1, ge=0)
+    # SENTIMENT_FEEDBACK_DATABASE: the prediction store read (read-only); "" = the service's
+    # (serving config's feedback.database, else $BENTOML_HOME/feedback/predictions.sqlite3).
+    feedback_database: str = ""
+
+
 class TrainingConfig(StrictModel):
     model: ModelSection = ModelSection()
     training: TrainingSection = TrainingSection()
     data: DataSection = DataSection()
     mlflow: MlflowSection = MlflowSection()
+    retrain: RetrainSection = RetrainSection()
 
 
 # Keys of the original project's training config (FastAPI + Gradio + MLflow) that mean nothing
@@ -133,6 +148,9 @@ TRAINING_ENV: dict[str, tuple[str, ...]] = {
     "MAX_TRAIN_SAMPLES": ("training", "max_train_samples"),
     "TRAIN_EPOCHS": ("training", "epochs"),
     "TRAIN_DEVICE": ("training", "device"),
+    "RETRAIN_HOLDOUT_FRACTION": ("retrain", "holdout_fraction"),
+    "RETRAIN_MIN_FEEDBACK": ("retrain", "min_feedback"),
+    "SENTIMENT_FEEDBACK_DATABASE": ("retrain", "feedback_database"),
 }
 
 
@@ -227,11 +245,30 @@ class FeedbackSection(StrictModel):
     max_items_per_request: int = Field(2048, ge=1)
 
 
+class ExplainSection(StrictModel):
+    # POST /explain (serving/explain.py): word attributions from a model process of their own,
+    # started on the first request, at a lower CPU priority than the model processes that
+    # answer /predict.
+    enabled: bool = True
+    # ablation (leave one word out, on the served model), shapley, or integrated_gradients
+    # (an fp32 copy of the weights); measured by `make explain-benchmark`.
+    method: Literal["ablation", "shapley", "integrated_gradients"] = "ablation"
+    # Integration steps (integrated_gradients) or word orders (shapley); ablation has none.
+    n_steps: int = Field(25, ge=1, le=500)
+    # Texts in one /explain request; more get 413.
+    max_texts: int = Field(8, ge=1, le=64)
+    # /explain requests waiting for the explaining process; more get 429.
+    max_queued: int = Field(4, ge=1)
+    # The explaining process's nice value: under full /predict load it gets what is left.
+    niceness: int = Field(19, ge=0, le=19)
+
+
 class ServingConfig(StrictModel):
     model: ServingModelSection = ServingModelSection()
     batching: BatchingSection = BatchingSection()
     api: ApiSection = ApiSection()
     feedback: FeedbackSection = FeedbackSection()
+    explain: ExplainSection = ExplainSection()
 
     def with_model(self, **changes: Any) -> ServingConfig:
         """A copy with some `model` settings changed (benchmarks, baselines, model processes)."""
@@ -268,6 +305,10 @@ SERVING_ENV: dict[str, tuple[str, ...]] = {
     "SENTIMENT_ACCESS_LOG": ("api", "access_log"),
     "SENTIMENT_TRACE_PREDICT": ("api", "trace_predict"),
     "SENTIMENT_METRICS_ENABLED": ("api", "metrics_enabled"),
+    "SENTIMENT_EXPLAIN": ("explain", "enabled"),
+    "SENTIMENT_EXPLAIN_METHOD": ("explain", "method"),
+    "SENTIMENT_EXPLAIN_STEPS": ("explain", "n_steps"),
+    "SENTIMENT_EXPLAIN_MAX_TEXTS": ("explain", "max_texts"),
     "SENTIMENT_FEEDBACK": ("feedback", "enabled"),
     "SENTIMENT_FEEDBACK_DATABASE": ("feedback", "database"),
     "SENTIMENT_FEEDBACK_STORE_TEXTS": ("feedback", "store_texts"),

@@ -11,6 +11,7 @@ the nesting itself first, in one linear pass, and turns both into a 400.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import uuid
 from collections.abc import (
@@ -78,6 +79,8 @@ class Limits:
     read_timeout_s: float = 10.0
     # Labels in one /feedback body.
     max_feedback_items: int = 2048
+    # Texts in one /explain body.
+    max_explain_texts: int = 8
 
 
 def json_depth(body: bytes, stop_above: int | None = None) -> int:
@@ -138,6 +141,15 @@ def parse_json_body(body: bytes, limits: Limits) -> Any:
         # int() refuses more than sys.get_int_max_str_digits() digits with a plain ValueError.
         raise RequestError("body is not valid JSON: a number in it is too long") from None
     return payload
+
+
+def validate_explain_payload(payload: Any, limits: Limits) -> PredictRequest:
+    """An /explain body: {"texts": [...]} as for /predict, with the (smaller) explain limit."""
+    if isinstance(payload, dict) and "return_probabilities" in payload:
+        raise RequestError("unknown field(s): return_probabilities")
+    return validate_predict_payload(
+        payload, dataclasses.replace(limits, max_texts=limits.max_explain_texts)
+    )
 
 
 def validate_predict_payload(payload: Any, limits: Limits) -> PredictRequest:
@@ -259,6 +271,46 @@ class PredictResponse(BaseModel):
     predictions: list[PredictionOut]
     model_version: str
     timestamp: str
+
+
+class WordOut(BaseModel):
+    word: str
+    # Towards the predicted label: + made it more confident, - pulled towards the other label.
+    attribution: float
+
+
+class ExplanationOut(BaseModel):
+    sentiment: Literal["positive", "negative"]
+    confidence: float
+    probabilities: dict[str, float]
+    words: list[WordOut]
+
+
+class ExplainResponse(BaseModel):
+    """`/explain`'s answer: per text the prediction and its words, in text order."""
+
+    explanations: list[ExplanationOut]
+    model_version: str
+    timestamp: str
+
+
+def explain_response(raw: Sequence[dict[str, Any]], model_version: str) -> dict[str, Any]:
+    return {
+        "explanations": [
+            {
+                "sentiment": r["sentiment"],
+                "confidence": round(r["confidence"], 6),
+                "probabilities": {k: round(v, 6) for k, v in r["probabilities"].items()},
+                "words": [
+                    {"word": w["word"], "attribution": round(w["attribution"], 6)}
+                    for w in r["words"]
+                ],
+            }
+            for r in raw
+        ],
+        "model_version": model_version,
+        "timestamp": now_iso(),
+    }
 
 
 def now_iso() -> str:
@@ -449,6 +501,7 @@ def is_json_content_type(scope: Scope) -> bool:
 BODY_CHECKS: dict[str, Callable[[Any, Limits], object]] = {
     "/predict": validate_predict_payload,
     "/feedback": validate_feedback_payload,
+    "/explain": validate_explain_payload,
 }
 
 

@@ -4,11 +4,14 @@ says about it (`/model/info`). `serving.replicas` decides where replicas run."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sentiment.config import ServingConfig
 from serving.classifier import Classifier, serving_options
 from serving.store import get_bento_model
+
+if TYPE_CHECKING:
+    from serving.explain import Explainer
 
 
 class Replica:
@@ -28,6 +31,7 @@ class Replica:
         )
         self.load_seconds = time.perf_counter() - started
         self.metadata = metadata
+        self._explainer: Explainer | None = None
 
     @classmethod
     def load(cls, cfg: ServingConfig) -> Replica:
@@ -38,6 +42,22 @@ class Replica:
         return [
             p.to_dict() for p in self.classifier.predict(texts, with_embeddings=with_embeddings)
         ]
+
+    def explain(self, texts: list[str]) -> list[dict[str, Any]]:
+        """Per text the prediction and its words' attributions (serving/explain.py), from the
+        same classifier that answers `classify`."""
+        if self._explainer is None:
+            from serving.explain import Explainer
+
+            explain = self.cfg.explain
+            self._explainer = Explainer(
+                self.classifier,
+                method=explain.method,
+                n_steps=explain.n_steps,
+                max_texts=explain.max_texts,
+                internal_batch_size=self.cfg.model.forward_chunk_size,
+            )
+        return [dict(e) for e in self._explainer.explain(texts)]
 
     def custom_object(self, name: str) -> Any:
         return self.bento_model.custom_objects.get(name)

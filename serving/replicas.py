@@ -12,6 +12,11 @@ keep one batcher, one monitor and one UI session store.
 
 Only whole batches cross the process boundary (a list of texts out, a list of dicts back), so
 the cost of the hand-over is paid per batch, not per request.
+
+Explanations (`explain`) run in one more model process of the same kind, started on the first
+request and niced (`explain.niceness`): a leave-one-word-out explanation costs as much as n_words
++ 1 predictions, and run in the processes that answer `/predict` it would take their cores.
+At the lowest priority it gets what `/predict` leaves (README, "Why did it say that?").
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import os
 import queue
 import signal
 import threading
@@ -37,6 +43,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("serving.replicas")
 
 START_TIMEOUT_S = 300.0
+# The message that asks a model process for explanations instead of predictions.
+EXPLAIN = "explain"
 
 
 class Replicas(Protocol):
@@ -47,11 +55,15 @@ class Replicas(Protocol):
 
     def classify(self, texts: list[str]) -> list[dict[str, Any]]: ...
 
+    def explain(self, texts: list[str]) -> list[dict[str, Any]]: ...
+
     def info(self) -> dict[str, Any]: ...
 
     def replicas_alive(self) -> int: ...
 
     def pids(self) -> list[int]: ...
+
+    def explainer_pid(self) -> int | None: ...
 
     def close(self) -> None: ...
 
@@ -63,9 +75,14 @@ class InProcessReplica:
 
     def __init__(self, cfg: ServingConfig) -> None:
         self.replica = load_replica(cfg)
+        self._explain_lock = threading.Lock()
 
     def classify(self, texts: list[str]) -> list[dict[str, Any]]:
         return self.replica.classify(texts)
+
+    def explain(self, texts: list[str]) -> list[dict[str, Any]]:
+        with self._explain_lock:  # one explanation at a time, beside the batches
+            return self.replica.explain(texts)
 
     def info(self) -> dict[str, Any]:
         return {**self.replica.info(), "model_processes": 0}
@@ -76,6 +93,9 @@ class InProcessReplica:
     def pids(self) -> list[int]:
         """No model processes: the model runs in the worker."""
         return []
+
+    def explainer_pid(self) -> int | None:
+        return None
 
     def close(self) -> None:
         pass
@@ -95,14 +115,18 @@ def _serve(
     cfg_json: str,
     loader: Callable[[ServingConfig], Any],
     model_store: str | None,
+    niceness: int = 0,
 ) -> None:
-    """A model process: load, say ready, then answer batches until told to stop."""
+    """A model process: load, say ready, then answer batches (a list of texts) or explanations
+    (`(EXPLAIN, texts)`) until told to stop."""
     # The server's process manager signals the worker's children together with the worker on
     # SIGTERM; the worker drains its requests first and then stops this process itself (None
     # on the pipe, or the pipe's end when the worker is gone).
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     cfg = ServingConfig.model_validate_json(cfg_json)
+    if niceness:
+        os.nice(niceness)
     try:
         if model_store is not None:
             use_model_store(model_store)
@@ -113,13 +137,16 @@ def _serve(
     conn.send(("ready", replica.info()))
     while True:
         try:
-            texts = conn.recv()
+            message = conn.recv()
         except EOFError:
             return
-        if texts is None:
+        if message is None:
             return
         try:
-            conn.send(("ok", replica.classify(texts)))
+            if isinstance(message, tuple) and message[0] == EXPLAIN:
+                conn.send(("ok", replica.explain(message[1])))
+            else:
+                conn.send(("ok", replica.classify(message)))
         except Exception as exc:
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
 
@@ -131,14 +158,15 @@ class ReplicaProcess:
         self,
         ctx: Any,
         cfg_json: str,
-        index: int,
+        index: int | str,
         loader: Callable[[ServingConfig], Any],
         model_store: str | None,
+        niceness: int = 0,
     ) -> None:
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(
             target=_serve,
-            args=(child, cfg_json, loader, model_store),
+            args=(child, cfg_json, loader, model_store, niceness),
             name=f"sentiment-model-{index}",
             daemon=True,
         )
@@ -165,7 +193,13 @@ class ReplicaProcess:
         return info
 
     def call(self, texts: list[str]) -> list[dict[str, Any]]:
-        self.conn.send(texts)
+        return self._ask(texts)
+
+    def explain(self, texts: list[str]) -> list[dict[str, Any]]:
+        return self._ask((EXPLAIN, texts))
+
+    def _ask(self, message: Any) -> list[dict[str, Any]]:
+        self.conn.send(message)
         status, payload = self.conn.recv()
         if status != "ok":
             raise RuntimeError(f"model process: {payload}")
@@ -203,6 +237,9 @@ class ReplicaPool:
         self._loader = loader
         self._start_timeout_s = start_timeout_s
         self._model_store = model_store
+        self._explain_niceness = cfg.explain.niceness
+        self._explainer: ReplicaProcess | None = None
+        self._explain_lock = threading.Lock()
         replicas = [self._replica(i) for i in range(processes)]
         try:
             infos = [r.wait_ready(start_timeout_s) for r in replicas]
@@ -255,6 +292,39 @@ class ReplicaPool:
     def _replica(self, index: int) -> ReplicaProcess:
         return ReplicaProcess(self._ctx, self._cfg_json, index, self._loader, self._model_store)
 
+    def explain(self, texts: list[str]) -> list[dict[str, Any]]:
+        """Explanations from the explaining process (started on first use, restarted when it
+        died), one call at a time."""
+        with self._explain_lock:
+            explainer = self._explainer
+            if explainer is None or explainer.conn.closed or not explainer.running():
+                if explainer is not None:
+                    logger.error("the explaining process died; starting a new one")
+                    explainer.stop()
+                self._explainer = None
+                explainer = ReplicaProcess(
+                    self._ctx,
+                    self._cfg_json,
+                    EXPLAIN,
+                    self._loader,
+                    self._model_store,
+                    self._explain_niceness,
+                )
+                try:
+                    explainer.wait_ready(self._start_timeout_s)
+                except Exception:
+                    explainer.stop()
+                    raise
+                self._explainer = explainer
+            try:
+                return explainer.explain(texts)
+            except (EOFError, BrokenPipeError, ConnectionResetError) as exc:
+                raise RuntimeError("the explaining process died on this request") from exc
+
+    def explainer_pid(self) -> int | None:
+        explainer = self._explainer
+        return None if explainer is None else explainer.process.pid
+
     def info(self) -> dict[str, Any]:
         return self._info
 
@@ -269,6 +339,9 @@ class ReplicaPool:
     def close(self) -> None:
         for replica in self._replicas:
             replica.stop()
+        with self._explain_lock:
+            if self._explainer is not None:
+                self._explainer.stop()
 
 
 def watch_replicas(

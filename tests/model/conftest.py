@@ -7,15 +7,15 @@ in the registry at MLFLOW_TRACKING_URI). Without it these tests have no model to
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from evaluation.behaviour import Predict, classifier_predict
+from evaluation.behaviour import Explain, Predict, classifier_explain, classifier_predict
 
 
 @pytest.fixture(scope="session")
-def model_predict() -> Iterator[Predict]:
+def model_classifier() -> Any:
     from evaluation.predict import load_classifier
     from evaluation.settings import load_evaluation_config
     from sentiment.config import load_training_config
@@ -36,4 +36,15 @@ def model_predict() -> Iterator[Predict]:
             ref, weights, tokenizer, load_evaluation_config().evaluation.as_served
         )
     print(f"behavioural tests against {ref.label}")
-    yield classifier_predict(classifier)
+    return classifier
+
+
+@pytest.fixture(scope="session")
+def model_predict(model_classifier: Any) -> Predict:
+    return classifier_predict(model_classifier)
+
+
+@pytest.fixture(scope="session")
+def model_explain(model_classifier: Any) -> Explain:
+    """Word attributions of the same model, for the report of a failed case."""
+    return classifier_explain(model_classifier)

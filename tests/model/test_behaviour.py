@@ -2,25 +2,27 @@
 
 Minimum functionality ("I love it." is positive), invariance (names, places and typos do not
 flip the label) and direction (adding "not" lowers p(positive), an intensifier pushes it further).
+A failed case's message ends with the words that carried each prediction (word attributions).
 """
 
 from __future__ import annotations
 
 import pytest
 
-from evaluation.behaviour import CASES, Case, Predict, run_case, run_suite
+from evaluation.behaviour import CASES, Case, Explain, Predict, run_case, run_suite
 from evaluation.promote import load_promotion_config
 
 pytestmark = pytest.mark.model
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_case(case: Case, model_predict: Predict) -> None:
-    result = run_case(model_predict, case)
+def test_case(case: Case, model_predict: Predict, model_explain: Explain) -> None:
+    result = run_case(model_predict, case, model_explain)
     assert result.passed, (
         f"{case.kind} '{case.text}'"
         + (f" / '{case.variant}'" if case.variant else "")
         + f": {result.detail}"
+        + f"\nwords behind the predictions: {result.why}"
     )
 
 

@@ -6,13 +6,14 @@ import pytest
 
 from serving.http import (
     MAX_JSON_DEPTH,
+    FeedbackLabel,
     JsonMetrics,
     Limits,
     PredictGuard,
     RequestError,
     TaskControl,
     UploadLimit,
-    FeedbackLabel,
+    explain_response,
     format_prediction,
     health_payload,
     is_json_content_type,
@@ -21,6 +22,7 @@ from serving.http import (
     parse_predict_body,
     predict_response,
     prediction_ids,
+    validate_explain_payload,
     validate_feedback_payload,
     wants_json,
 )
@@ -173,6 +175,43 @@ def test_guard_checks_feedback_bodies_too() -> None:
     good = b'{"feedback": [{"id": "a", "label": "negative"}]}'
     status, payload, seen = run_guard(good, path="/feedback")
     assert status == 200 and seen == [good]
+
+
+def test_explain_bodies_have_their_own_smaller_limit() -> None:
+    limits = Limits(max_texts=10, max_text_chars=50, max_request_bytes=500, max_explain_texts=2)
+    assert validate_explain_payload({"texts": ["a", "b"]}, limits).texts == ["a", "b"]
+    with pytest.raises(RequestError) as info:
+        validate_explain_payload({"texts": ["a", "b", "c"]}, limits)
+    assert info.value.status == 413 and "3 texts is more than the limit of 2" in str(info.value)
+    with pytest.raises(RequestError, match="unknown field"):
+        validate_explain_payload({"texts": ["a"], "return_probabilities": True}, limits)
+    with pytest.raises(RequestError, match="'texts' is empty"):
+        validate_explain_payload({"texts": []}, limits)
+
+
+def test_explain_response_rounds_and_keeps_word_order() -> None:
+    raw = {
+        "sentiment": "negative",
+        "confidence": 0.87654321,
+        "probabilities": {"negative": 0.87654321, "positive": 0.12345679},
+        "words": [
+            {"word": "not", "attribution": 0.3333333333},
+            {"word": "good", "attribution": -0.1},
+        ],
+    }
+    body = explain_response([raw], "v2")
+    assert body["explanations"] == [
+        {
+            "sentiment": "negative",
+            "confidence": 0.876543,
+            "probabilities": {"negative": 0.876543, "positive": 0.123457},
+            "words": [
+                {"word": "not", "attribution": 0.333333},
+                {"word": "good", "attribution": -0.1},
+            ],
+        }
+    ]
+    assert body["model_version"] == "v2"
 
 
 def test_guard_refuses_get() -> None:

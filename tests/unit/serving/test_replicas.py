@@ -33,6 +33,11 @@ class FakeReplica:
             raise ValueError("cannot classify 'bad'")
         return [{"label": t.upper(), "pid": os.getpid()} for t in texts]
 
+    def explain(self, texts: list[str]) -> list[dict[str, Any]]:
+        if "crash" in texts:
+            os._exit(3)
+        return [{"words": t.split(), "pid": os.getpid(), "nice": os.nice(0)} for t in texts]
+
     def info(self) -> dict[str, Any]:
         return {"tag": "fake:v1"}
 
@@ -67,6 +72,26 @@ def test_batches_run_in_child_processes(pool: ReplicaPool) -> None:
     with ThreadPoolExecutor(2) as threads:
         pids = {r[0]["pid"] for r in threads.map(pool.classify, [["x"]] * 20)}
     assert pids <= {p.process.pid for p in pool._replicas}
+
+
+def test_explanations_run_in_a_niced_process_of_their_own(pool: ReplicaPool) -> None:
+    assert pool.explainer_pid() is None  # started on the first request, not before
+    first = pool.explain(["a good film"])
+    assert first[0]["words"] == ["a", "good", "film"]
+    model_pids = {p.process.pid for p in pool._replicas}
+    assert first[0]["pid"] == pool.explainer_pid() and first[0]["pid"] not in model_pids
+    assert first[0]["nice"] == os.nice(0) + load_serving_config(env={}).explain.niceness
+    assert pool.explain(["x"])[0]["pid"] == first[0]["pid"]  # kept for the next request
+    assert pool.classify(["ok"])[0]["pid"] in model_pids
+
+
+def test_a_dead_explaining_process_fails_its_request_and_is_replaced(pool: ReplicaPool) -> None:
+    pool.explain(["warm"])
+    dead = pool.explainer_pid()
+    with pytest.raises(RuntimeError, match="explaining process died"):
+        pool.explain(["crash"])
+    again = pool.explain(["fine"])
+    assert again[0]["pid"] != dead and again[0]["pid"] == pool.explainer_pid()
 
 
 def test_a_model_error_fails_the_batch_and_the_process_goes_on(pool: ReplicaPool) -> None:
