@@ -6,14 +6,18 @@ calls this module, so a name like `candidate`, `3` or `models:/sentiment@product
 the same way everywhere and a missing version gets the same one-line remedy.
 
 Run tracking (logging metrics and the model) is not here: that belongs to the run, not to the
-registry, and stays with `training.train` and `evaluation`.
+registry, and stays with `training.train` and `evaluation`. The exception is a run's data
+lineage (`mlflow.data` datasets with their digests, and what retraining records beside them):
+`log_lineage` writes it into the active run and `Registry.run_record` reads it back, so
+retraining, its tests and an operator's script read it the same way.
 """
 
 from __future__ import annotations
 
 import re
 import tempfile
-from collections.abc import Iterator, Mapping
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +95,59 @@ class ModelVersion:
         return f"{self.name} v{self.version}{alias}"
 
 
+@dataclass(frozen=True)
+class LineageDataset:
+    """One dataset a run used, as `mlflow.data` records it (the rows are not stored: a profile,
+    the schema, the digest and where they came from)."""
+
+    name: str
+    context: str  # "training" or "evaluation"
+    # A file path, or a URL without its password (a database: recorded as its URI, not read).
+    source: str
+    texts: Sequence[str]
+    labels: Sequence[int]
+    # At most 36 characters (MLflow's limit); training/feedback.py's dataset_digest.
+    digest: str
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What a run recorded: its parameters, tags, latest metrics and dataset inputs."""
+
+    run_id: str
+    params: dict[str, str]
+    tags: dict[str, str]
+    metrics: dict[str, float]
+    # One dict per input: name, digest, context, source_type, source, profile.
+    datasets: list[dict[str, str]]
+
+
+def log_lineage(
+    datasets: Sequence[LineageDataset], params: Mapping[str, Any], tags: Mapping[str, Any]
+) -> None:
+    """Log datasets (`mlflow.log_input`), parameters and tags into the active run."""
+    import mlflow
+    import pandas as pd
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.pandas_dataset import from_pandas
+
+    for ds in datasets:
+        frame = pd.DataFrame({"sentence": list(ds.texts), "label": list(ds.labels)})
+        # A file is a local source; a database URL has no MLflow source type: kept as its URI.
+        source: Any = ds.source
+        if "://" in ds.source:
+            source = CodeDatasetSource(tags={"uri": ds.source})
+        with warnings.catch_warnings():
+            # MLflow's notes on a local path's two source classes and on integer columns.
+            warnings.simplefilter("ignore", UserWarning)
+            dataset = from_pandas(
+                frame, source=source, targets="label", name=ds.name, digest=ds.digest
+            )
+            mlflow.log_input(dataset, context=ds.context)
+    mlflow.log_params(dict(params))
+    mlflow.set_tags({k: str(v) for k, v in tags.items()})
+
+
 class Registry:
     """An MLflow registry client for one tracking URI.
 
@@ -159,6 +216,36 @@ class Registry:
     def set_version_tags(self, name: str, version: str, tags: Mapping[str, Any]) -> None:
         for key, value in tags.items():
             self.client.set_model_version_tag(name, version, key, str(value))
+
+    def run_record(self, run_id: str) -> RunRecord:
+        """A run's parameters, tags, latest metrics and dataset inputs (its data lineage)."""
+        run = self.client.get_run(run_id)
+        datasets = []
+        for item in run.inputs.dataset_inputs if run.inputs else []:
+            ds = item.dataset
+            context = next((t.value for t in item.tags if t.key == "mlflow.data.context"), "")
+            datasets.append(
+                {
+                    "name": ds.name,
+                    "digest": ds.digest,
+                    "context": context,
+                    "source_type": ds.source_type,
+                    "source": ds.source,
+                    "profile": ds.profile or "",
+                }
+            )
+        return RunRecord(
+            run_id,
+            dict(run.data.params),
+            dict(run.data.tags),
+            dict(run.data.metrics),
+            datasets,
+        )
+
+    def log_run_metrics(self, run_id: str, metrics: Mapping[str, float]) -> None:
+        """Add metrics to a finished run (one more evaluation of its model)."""
+        for key, value in metrics.items():
+            self.client.log_metric(run_id, key, float(value))
 
     def model_tags(self, name: str) -> dict[str, str]:
         """The registered model's own tags (not a version's)."""

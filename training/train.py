@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,11 +134,20 @@ def log_and_register(
     )
 
 
-def run_training(cfg: TrainingConfig, config_path: Path) -> TrainingOutcome | None:
-    """Train, log and register; under torchrun only rank 0 talks to MLflow (None elsewhere)."""
+def run_training(
+    cfg: TrainingConfig,
+    config_path: Path,
+    *,
+    data: tuple[LabelledTexts, LabelledTexts] | None = None,
+    on_run_start: Callable[[], None] | None = None,
+) -> TrainingOutcome | None:
+    """Train, log and register; under torchrun only rank 0 talks to MLflow (None elsewhere).
+
+    `data` replaces prepare_data's (training, evaluation) rows; `on_run_start` runs inside the
+    MLflow run, after the parameters are logged (training/retrain.py logs its lineage there)."""
     import mlflow
 
-    train, evaluation = prepare_data(cfg)
+    train, evaluation = data if data is not None else prepare_data(cfg)
     world = world_from_env()
     if not world.is_main:
         finetune(cfg, train, evaluation)
@@ -160,6 +170,8 @@ def run_training(cfg: TrainingConfig, config_path: Path) -> TrainingOutcome | No
                 "training.processes": world.size,
             }
         )
+        if on_run_start is not None:
+            on_run_start()
 
         def log_epoch(epoch: EpochResult) -> None:
             mlflow.log_metrics(
