@@ -27,10 +27,12 @@ from starlette.routing import Route
 from monitoring.hook import SERVICE_MONITORING, log_predictions, mark_model_loaded, summary
 from monitoring.hook import monitoring_endpoint as monitoring_route
 from monitoring.metrics import observe_batch, observe_replicas
+from monitoring.performance import shadow_report
 from monitoring.prediction_store import (
     FeedbackItem,
     PredictionRecord,
     PredictionStore,
+    ShadowRecord,
     database_url,
 )
 from monitoring.system import start_system_metrics
@@ -59,7 +61,8 @@ from serving.http import (
     service_options,
     validate_feedback_payload,
 )
-from serving.replicas import start_replicas, watch_replicas
+from serving.replicas import ReplicaProcess, start_replicas, start_side_process, watch_replicas
+from serving.shadow import ShadowScorer, resolve_shadow_model
 from serving.store import bentoml_store_path, require_model
 from ui.app import mount_ui
 from ui.config import load_ui_config
@@ -156,6 +159,10 @@ class SentimentAPI:
         self.explain_enabled = CONFIG.explain.enabled
         # Requests explaining or waiting to: bounded, the rest are refused with 429.
         self.explaining = 0
+        self.shadow: ShadowScorer | None = None
+        self.shadow_process: ReplicaProcess | None = None
+        self.shadow_tag: str | None = None
+        self.start_shadow()
         self.stopping = threading.Event()
         if CONFIG.api.metrics_enabled:
             watch_replicas(self.model, observe_replicas, self.stopping)
@@ -165,13 +172,20 @@ class SentimentAPI:
     @bentoml.on_startup
     def announce_model(self) -> None:
         if CONFIG.api.metrics_enabled:
-            mark_model_loaded(self.info["tag"], self.labelled if self.store else None)
+            mark_model_loaded(
+                self.info["tag"],
+                self.labelled if self.store else None,
+                self.shadow_summary if self.shadow else None,
+            )
 
     @bentoml.on_shutdown
     async def stop_model(self) -> None:
         self.stopping.set()
         await self.batcher.aclose()
         self.model.close()
+        if self.shadow is not None and self.shadow_process is not None:
+            self.shadow.close()
+            self.shadow_process.stop()
         if self.store is not None:
             self.store.close()  # writes what is pending
 
@@ -226,6 +240,58 @@ class SentimentAPI:
                 ]
             )
         return ids
+
+    def start_shadow(self) -> None:
+        """The challenger of `shadow.model` in a model process of its own, fed a sample of the
+        answered predictions by a thread; off (with a warning) when it cannot run."""
+        spec = CONFIG.shadow.model
+        if not spec:
+            return
+        if self.store is None:
+            logger.warning("shadow scoring needs the feedback store (feedback.enabled): no shadow")
+            return
+        tag = resolve_shadow_model(spec, bentoml.models.list())
+        if tag is None:
+            logger.warning("no model in the store for shadow.model %r: no shadow", spec)
+            return
+        self.shadow_process, info = start_side_process(
+            CONFIG, tag, "shadow", CONFIG.shadow.niceness
+        )
+        self.shadow_tag = str(info["tag"])
+        version = self.shadow_tag.split(":", 1)[1]
+        store = self.store
+
+        def on_scored(ids: list[str], raw: list[dict[str, Any]]) -> None:
+            now = time.time()
+            store.add_shadow(
+                [
+                    ShadowRecord(i, version, r["label"], r["confidence"], now)
+                    for i, r in zip(ids, raw, strict=True)
+                ]
+            )
+
+        self.shadow = ShadowScorer(
+            self.shadow_process.call,
+            on_scored,
+            CONFIG.shadow.sample_rate,
+            max_pending=CONFIG.shadow.max_pending,
+            batch_size=CONFIG.batching.max_batch_size,
+        )
+        self.shadow.start()
+        logger.info(
+            "shadow: %s scores %.0f%% of predictions",
+            self.shadow_tag,
+            100 * CONFIG.shadow.sample_rate,
+        )
+
+    def shadow_summary(self) -> dict[str, Any] | None:
+        """GET /monitoring's `shadow` block: the challenger against the served model over the
+        last `shadow.window` shadowed predictions."""
+        if self.store is None or self.shadow_tag is None:
+            return None
+        version = self.shadow_tag.split(":", 1)[1]
+        pairs = self.store.shadow_pairs(version, CONFIG.shadow.window)
+        return shadow_report(self.shadow_tag, [(p.champion, p.challenger, p.true) for p in pairs])
 
     def labelled(self, window: int) -> list[tuple[str, str]]:
         """(predicted, true) labels of the served version's latest `window` labelled predictions."""
@@ -290,6 +356,8 @@ class SentimentAPI:
         if CONFIG.api.metrics_enabled:
             log_predictions(texts, raw, time.perf_counter() - started, self.info["tag"])
         ids = self.remember(texts, raw)
+        if self.shadow is not None:
+            self.shadow.offer(ids, texts)
         # A ready response: BentoML's own output path derives a JSON schema per response.
         return JSONResponse(predict_response(raw, return_probabilities, self.info["version"], ids))
 

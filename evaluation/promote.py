@@ -24,8 +24,19 @@ from pydantic import Field
 from evaluation.behaviour import classifier_predict, run_suite
 from evaluation.evaluate import evaluate_ref, make_context
 from evaluation.predict import classifier_predictor, load_classifier
-from sentiment.config import CONFIG_DIR, ConfigError, StrictModel, load_config, load_training_config
+from monitoring.performance import shadow_report
+from monitoring.prediction_store import PredictionStore, database_url
+from sentiment.config import (
+    CONFIG_DIR,
+    ConfigError,
+    StrictModel,
+    load_config,
+    load_serving_config,
+    load_training_config,
+)
 from sentiment.data import DataUnavailableError
+from serving.store import bentoml_store_path
+from training.import_model import bento_tag_for
 from training.registry import Registry, model_uri
 
 HISTORY_TAG = "production.history"
@@ -51,6 +62,14 @@ class GateSection(StrictModel):
     max_latency_factor: float = Field(1.5, gt=0)
     max_latency_ms: float = Field(500.0, gt=0)
     latency_samples: int = Field(40, ge=1)
+    # A shadow result (the candidate in shadow behind the served model, serving/shadow.py),
+    # read from the prediction store: None = not required.
+    # The challenger agrees with the served model on at least this share of shadowed predictions.
+    min_shadow_agreement: float | None = Field(None, ge=0, le=1)
+    # The challenger is not worse than the served model on at least this many labelled ones.
+    min_shadow_labelled: int | None = Field(None, ge=1)
+    # The prediction store to read: "" = the serving config's (feedback.database).
+    shadow_database: str = ""
 
 
 class PromotionConfig(StrictModel):
@@ -66,6 +85,8 @@ PROMOTION_ENV: dict[str, tuple[str, ...]] = {
     "PROMOTION_MIN_BEHAVIOUR_PASS_RATE": ("gate", "min_behaviour_pass_rate"),
     "PROMOTION_MAX_LATENCY_FACTOR": ("gate", "max_latency_factor"),
     "PROMOTION_MAX_LATENCY_MS": ("gate", "max_latency_ms"),
+    "PROMOTION_MIN_SHADOW_AGREEMENT": ("gate", "min_shadow_agreement"),
+    "PROMOTION_MIN_SHADOW_LABELLED": ("gate", "min_shadow_labelled"),
 }
 
 
@@ -95,6 +116,8 @@ class GateInputs:
     behaviour_pass_rate: float
     candidate_latency_ms: float
     production_latency_ms: float | None
+    # monitoring.performance.shadow_report of the candidate in shadow, when the gate asks.
+    shadow: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -181,7 +204,36 @@ def decide(inputs: GateInputs, gate: GateSection) -> Decision:
         detail += f", {factor:.2f}x production's {inputs.production_latency_ms:.2f} ms"
         detail += f" (limit {gate.max_latency_factor:.2f}x)"
     checks.append(Check("latency", ok, detail))
+    checks.extend(shadow_checks(inputs.shadow, gate))
     return Decision(all(c.passed for c in checks), tuple(checks))
+
+
+def shadow_checks(shadow: Mapping[str, Any] | None, gate: GateSection) -> list[Check]:
+    """The checks on the candidate's shadow result that the gate asks for (none by default)."""
+    checks: list[Check] = []
+    compared = 0 if shadow is None else int(shadow["compared"])
+    if gate.min_shadow_agreement is not None:
+        agreement = None if shadow is None else shadow["agreement"]
+        checks.append(
+            Check(
+                "shadow_agreement",
+                agreement is not None and agreement >= gate.min_shadow_agreement,
+                "no shadowed predictions"
+                if agreement is None
+                else f"agrees on {agreement:.4f} of {compared} (floor {gate.min_shadow_agreement})",
+            )
+        )
+    if gate.min_shadow_labelled is not None:
+        labelled = 0 if shadow is None else int(shadow["labelled_count"])
+        mine = None if shadow is None else shadow["challenger_realized_accuracy"]
+        theirs = None if shadow is None else shadow["champion_realized_accuracy"]
+        detail = f"{labelled} labelled shadowed predictions (need {gate.min_shadow_labelled})"
+        passed = False
+        if labelled >= gate.min_shadow_labelled and mine is not None and theirs is not None:
+            detail = f"accuracy {mine:.4f} vs served {theirs:.4f} on {labelled} labelled"
+            passed = mine >= theirs
+        checks.append(Check("shadow_accuracy", passed, detail))
+    return checks
 
 
 # --- production history (pure) ----------------------------------------------------------------
@@ -313,6 +365,8 @@ def decision_tags(
         ),
         "promotion.checks": json.dumps([asdict(c) for c in decision.checks]),
     }
+    if inputs.shadow is not None:
+        tags["promotion.shadow"] = json.dumps(dict(inputs.shadow))
     return {k: v[:TAG_LIMIT] for k, v in tags.items()}
 
 
@@ -363,6 +417,7 @@ def promote(
         behaviour_pass_rate=suite.pass_rate,
         candidate_latency_ms=cand_ms,
         production_latency_ms=prod_ms,
+        shadow=shadow_result(pcfg.gate, bento_tag_for(load_serving_config().model.name, cand)),
     )
     decision = decide(inputs, pcfg.gate)
     tags = decision_tags(
@@ -386,6 +441,25 @@ def promote(
     return PromotionOutcome(
         cand.version, prod.version if prod else None, decision, decision.promote, message, tags
     )
+
+
+def shadow_result(gate: GateSection, candidate_tag: str) -> dict[str, Any] | None:
+    """The candidate's shadow result from the prediction store, when the gate asks for one."""
+    if gate.min_shadow_agreement is None and gate.min_shadow_labelled is None:
+        return None
+    serving = load_serving_config()
+    url = database_url(
+        gate.shadow_database or serving.feedback.database,
+        Path(bentoml_store_path()) / "feedback",
+    )
+    store = PredictionStore(url)
+    store.start()
+    try:
+        version = candidate_tag.split(":", 1)[1]
+        pairs = store.shadow_pairs(version, serving.shadow.window)
+    finally:
+        store.close()
+    return shadow_report(candidate_tag, [(p.champion, p.challenger, p.true) for p in pairs])
 
 
 def set_production(

@@ -6,13 +6,18 @@ HOST ?= http://127.0.0.1:$(PORT)
 VARIANTS ?= packed= padded=skip_padding=false,forward_overhead_tokens=20 fp32=quantize=false
 BATCHES ?= 1 16 64
 
-.PHONY: benchmark model-path load-test gpu-check feedback-overhead
+.PHONY: benchmark model-path load-test gpu-check feedback-overhead shadow-overhead
 
 benchmark: ensure-model ## Platform vs baselines side by side; writes results/benchmark.json
 	$(PY) -m loadtests.benchmark
 
 feedback-overhead: ensure-model ## The prediction store's cost: one-client p50 and 32-client texts/s, store off/on alternating; results/feedback_overhead.json
-	$(PY) -m loadtests.feedback_overhead
+	$(PY) -m loadtests.setting_overhead --env SENTIMENT_FEEDBACK --off false --on true \
+		--out results/feedback_overhead.json
+
+shadow-overhead: ensure-model ## A challenger in shadow (the served model as its own challenger, every prediction): the same figures; results/shadow_overhead.json
+	$(PY) -m loadtests.setting_overhead --env SENTIMENT_SHADOW_MODEL --off "" --on "$$($(PY) -c 'import bentoml; print(bentoml.models.get("sentiment:latest").tag)')" \
+		--extra SENTIMENT_SHADOW_SAMPLE_RATE=1.0 --max-p50-ms 2 --out results/shadow_overhead.json
 
 model-path: ensure-model ## Model-path variants side by side on one thread (VARIANTS, BATCHES); results/model_path.json
 	$(PY) -m loadtests.model_path $(foreach v,$(VARIANTS),--variant $(v)) --batch $(BATCHES)

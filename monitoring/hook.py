@@ -107,13 +107,16 @@ def _log(
 
 
 def mark_model_loaded(
-    model_tag: str, labelled: Callable[[int], list[tuple[str, str]]] | None = None
+    model_tag: str,
+    labelled: Callable[[int], list[tuple[str, str]]] | None = None,
+    shadow: Callable[[], dict[str, Any] | None] | None = None,
 ) -> None:
     """Set active_models as soon as the worker has loaded its model, before any prediction,
     so that the "model not loaded" alert does not fire on a new service without traffic.
 
     `labelled(window)` gives the served version's latest labelled predictions as (predicted,
-    true) pairs: the realized accuracy of GET /monitoring and the gauges."""
+    true) pairs: the realized accuracy of GET /monitoring and the gauges. `shadow()` gives the
+    `shadow` block (a challenger against the served model), when one runs."""
     import bentoml
 
     from monitoring.monitor import SentimentMonitor
@@ -123,6 +126,7 @@ def mark_model_loaded(
             if isinstance(mon, SentimentMonitor):
                 mon.set_model_tag(model_tag)
                 mon.labelled_source = labelled
+                mon.shadow_source = shadow
                 mon.metrics.active_models.set(1)
     except Exception:
         logger.exception("could not mark the model as loaded in monitoring")
@@ -147,6 +151,7 @@ def empty_summary() -> dict[str, Any]:
             "tests": {},
         },
         "performance": None,
+        "shadow": None,
         "reference": None,
         "model_tag": None,
     }

@@ -86,6 +86,22 @@ class MonitorMetrics:
             "Labelled predictions behind model_realized_accuracy",
             **per_worker,
         )
+        self.shadow_compared = prom.Gauge(
+            "shadow_compared_predictions",
+            "Predictions the challenger in shadow scored too (its comparison window)",
+            **per_worker,
+        )
+        self.shadow_agreement = prom.Gauge(
+            "shadow_agreement",
+            "Share of shadowed predictions where the challenger agrees with the served model",
+            **per_worker,
+        )
+        self.shadow_accuracy = prom.Gauge(
+            "shadow_realized_accuracy",
+            "Realized accuracy over the shadowed predictions that have a label, by model",
+            ["model"],
+            **per_worker,
+        )
         self.accuracy_floor = prom.Gauge(
             "model_accuracy_floor",
             "The configured floor under which SentimentEstimatedAccuracyLow fires",
@@ -121,6 +137,16 @@ class MonitorMetrics:
         self.realized_accuracy.set(nan if realized is None else realized)
         self.labelled.set(report["labelled_count"])
         self.accuracy_floor.set(report["accuracy_floor"])
+
+    def set_shadow(self, report: Mapping[str, Any]) -> None:
+        """The `shadow` block of the summary (monitoring.performance.shadow_report)."""
+        nan = float("nan")
+        self.shadow_compared.set(report["compared"])
+        agreement = report["agreement"]
+        self.shadow_agreement.set(nan if agreement is None else agreement)
+        for model in ("champion", "challenger"):
+            value = report[f"{model}_realized_accuracy"]
+            self.shadow_accuracy.labels(model=model).set(nan if value is None else value)
 
 
 BATCH_TEXT_BUCKETS = (1, 2, 4, 8, 16, 32, 48, 64, 128)

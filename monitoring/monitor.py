@@ -105,6 +105,8 @@ class SentimentMonitor(MonitorBase[Any]):
         )
         self.estimator = estimator
         self.labelled_source: LabelledSource | None = None
+        self.shadow_source: Callable[[], dict[str, Any] | None] | None = None
+        self._shadow: dict[str, Any] | None = None
         self._performance = self._measure_performance()
         self.schema: dict[str, dict[str, str]] = {}
         ACTIVE[name] = self
@@ -204,7 +206,19 @@ class SentimentMonitor(MonitorBase[Any]):
                 self._drift_at = time.monotonic()
             self._performance = self._measure_performance()
             self.metrics.set_performance(self._performance)
+            self._shadow = self._measure_shadow()
+            if self._shadow is not None:
+                self.metrics.set_shadow(self._shadow)
             return self._report
+
+    def _measure_shadow(self) -> dict[str, Any] | None:
+        if self.shadow_source is None:
+            return None
+        try:
+            return self.shadow_source()
+        except Exception as exc:  # a database that is away must not stop monitoring
+            logger.warning("could not compare the shadow model: %s", exc)
+            return None
 
     def _measure_performance(self) -> dict[str, Any]:
         """Both accuracies over the current window: estimated from the recent predictions'
@@ -297,6 +311,7 @@ class SentimentMonitor(MonitorBase[Any]):
                 "dropped_predictions": self.dropped,
                 "drift_status": drift_status,
                 "performance": dict(self._performance),
+                "shadow": self._shadow,
                 "reference": None if reference is None else reference.describe(),
                 "model_tag": self._reference_tag if self._reference_tag != "<given>" else None,
                 "worker_pid": os.getpid(),

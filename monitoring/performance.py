@@ -463,6 +463,26 @@ def performance_report(
     }
 
 
+def shadow_report(
+    tag: str, pairs: Sequence[tuple[Hashable, Hashable, Hashable | None]]
+) -> dict[str, Any]:
+    """The `shadow` block of GET /monitoring from (served, challenger, true or None) labels:
+    how often the challenger agrees with the served model, and both realized accuracies over
+    the pairs that have a true label."""
+    labelled = [(a, b, t) for a, b, t in pairs if t is not None]
+    agreement = realized_accuracy((a, b) for a, b, _ in pairs)
+    champion = realized_accuracy((a, t) for a, _, t in labelled)
+    challenger = realized_accuracy((b, t) for _, b, t in labelled)
+    return {
+        "tag": tag,
+        "compared": len(pairs),
+        "agreement": None if agreement is None else round(agreement, 4),
+        "champion_realized_accuracy": None if champion is None else round(champion, 4),
+        "challenger_realized_accuracy": None if challenger is None else round(challenger, 4),
+        "labelled_count": len(labelled),
+    }
+
+
 # --- fitting ---------------------------------------------------------------------------------
 
 

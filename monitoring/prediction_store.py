@@ -107,6 +107,17 @@ FEEDBACK = Table(
     Column("created_at", Float, nullable=False, index=True),
 )
 
+# What a challenger model in shadow said about a served prediction (serving/shadow.py).
+SHADOW = Table(
+    "shadow_predictions",
+    METADATA,
+    Column("prediction_id", String(128), primary_key=True),
+    Column("model_version", String(255), primary_key=True),
+    Column("label", String(64), nullable=False),
+    Column("confidence", Float, nullable=False),
+    Column("created_at", Float, nullable=False, index=True),
+)
+
 
 def database_url(value: str, default_dir: Path) -> str:
     """The SQLAlchemy URL of a setting: empty for the default SQLite file in `default_dir`, a
@@ -141,6 +152,25 @@ class FeedbackItem:
     label: str  # the true label's name
     prediction_id: str | None = None
     text: str | None = None  # only when prediction_id is None: the latest prediction of it
+
+
+@dataclass(frozen=True)
+class ShadowRecord:
+    prediction_id: str  # the served prediction it shadows
+    model_version: str  # the challenger's
+    label: str
+    confidence: float
+    created_at: float
+
+
+@dataclass(frozen=True)
+class ShadowPair:
+    """One shadowed prediction: what the served model said, what the challenger said, and the
+    true label when feedback gave one."""
+
+    champion: str
+    challenger: str
+    true: str | None
 
 
 @dataclass(frozen=True)
@@ -306,7 +336,9 @@ def _delete_beyond_newest(conn: Connection, keep: int) -> int:
 
 def _delete_orphan_feedback(conn: Connection) -> int:
     has_prediction = exists().where(PREDICTIONS.c.id == FEEDBACK.c.prediction_id)
-    return conn.execute(delete(FEEDBACK).where(~has_prediction)).rowcount
+    deleted = conn.execute(delete(FEEDBACK).where(~has_prediction)).rowcount
+    shadowed = exists().where(PREDICTIONS.c.id == SHADOW.c.prediction_id)
+    return deleted + conn.execute(delete(SHADOW).where(~shadowed)).rowcount
 
 
 class _FailureLog:
@@ -512,6 +544,53 @@ class PredictionStore:
         )
         with self._require_engine().connect() as conn:
             return [(predicted, true) for predicted, true in conn.execute(query)]
+
+    def add_shadow(self, records: Sequence[ShadowRecord]) -> int:
+        """Stores a challenger's predictions (from the shadow thread, off the request path);
+        returns how many were new."""
+        engine = self._require_engine()
+        rows = {
+            (r.prediction_id, r.model_version): {
+                "prediction_id": r.prediction_id,
+                "model_version": r.model_version,
+                "label": r.label,
+                "confidence": r.confidence,
+                "created_at": r.created_at,
+            }
+            for r in records
+        }
+        if not rows:
+            return 0
+        with self._write_lock, engine.begin() as conn:
+            versions = {version for _, version in rows}
+            ids = [pid for pid, _ in rows]
+            stored: set[tuple[str, str]] = set()
+            for chunk in _chunks(ids):
+                query = select(SHADOW.c.prediction_id, SHADOW.c.model_version).where(
+                    SHADOW.c.prediction_id.in_(chunk), SHADOW.c.model_version.in_(versions)
+                )
+                stored.update((pid, version) for pid, version in conn.execute(query))
+            new = [row for key, row in rows.items() if key not in stored]
+            for part in _chunks(new):
+                conn.execute(insert(SHADOW), list(part))
+        return len(new)
+
+    def shadow_pairs(self, challenger_version: str, window: int) -> list[ShadowPair]:
+        """The last `window` predictions the challenger shadowed, newest first: served label,
+        challenger's label, true label (None without feedback). The served prediction must be
+        written (a flush) before its shadow shows here."""
+        if window <= 0:
+            return []
+        query = (
+            select(PREDICTIONS.c.label, SHADOW.c.label, FEEDBACK.c.label)
+            .join(PREDICTIONS, PREDICTIONS.c.id == SHADOW.c.prediction_id)
+            .outerjoin(FEEDBACK, FEEDBACK.c.prediction_id == SHADOW.c.prediction_id)
+            .where(SHADOW.c.model_version == challenger_version)
+            .order_by(SHADOW.c.created_at.desc(), SHADOW.c.prediction_id.desc())
+            .limit(window)
+        )
+        with self._require_engine().connect() as conn:
+            return [ShadowPair(a, b, c) for a, b, c in conn.execute(query)]
 
     def labelled_count(self, model_version: str) -> int:
         query = (

@@ -263,12 +263,28 @@ class ExplainSection(StrictModel):
     niceness: int = Field(19, ge=0, le=19)
 
 
+class ShadowSection(StrictModel):
+    # A challenger that scores a sample of live traffic off the request path (serving/shadow.py)
+    # in a model process of its own: a Bento model tag, or "alias:<name>" for the newest model
+    # imported from that MLflow alias; "" = no shadow. Needs the feedback store.
+    model: str = ""
+    # The share of answered predictions the challenger scores too.
+    sample_rate: float = Field(0.1, ge=0, le=1)
+    # Sampled predictions waiting for the challenger; more are dropped (counted), never waited on.
+    max_pending: int = Field(1000, ge=1)
+    # The challenger process's nice value: under full /predict load it gets what is left.
+    niceness: int = Field(10, ge=0, le=19)
+    # Shadowed predictions compared in GET /monitoring's `shadow` block.
+    window: int = Field(1000, ge=10)
+
+
 class ServingConfig(StrictModel):
     model: ServingModelSection = ServingModelSection()
     batching: BatchingSection = BatchingSection()
     api: ApiSection = ApiSection()
     feedback: FeedbackSection = FeedbackSection()
     explain: ExplainSection = ExplainSection()
+    shadow: ShadowSection = ShadowSection()
 
     def with_model(self, **changes: Any) -> ServingConfig:
         """A copy with some `model` settings changed (benchmarks, baselines, model processes)."""
@@ -305,6 +321,8 @@ SERVING_ENV: dict[str, tuple[str, ...]] = {
     "SENTIMENT_ACCESS_LOG": ("api", "access_log"),
     "SENTIMENT_TRACE_PREDICT": ("api", "trace_predict"),
     "SENTIMENT_METRICS_ENABLED": ("api", "metrics_enabled"),
+    "SENTIMENT_SHADOW_MODEL": ("shadow", "model"),
+    "SENTIMENT_SHADOW_SAMPLE_RATE": ("shadow", "sample_rate"),
     "SENTIMENT_EXPLAIN": ("explain", "enabled"),
     "SENTIMENT_EXPLAIN_METHOD": ("explain", "method"),
     "SENTIMENT_EXPLAIN_STEPS": ("explain", "n_steps"),

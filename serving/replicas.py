@@ -369,6 +369,33 @@ def watch_replicas(
     return thread
 
 
+def start_side_process(
+    cfg: ServingConfig,
+    tag: str,
+    role: str,
+    niceness: int,
+    loader: Callable[[ServingConfig], Any] = load_replica,
+) -> tuple[ReplicaProcess, dict[str, Any]]:
+    """One more model process, ready, for another model than the served one (a challenger in
+    shadow), at a lower CPU priority than the processes that answer `/predict`; with what its
+    replica says about itself (`Replica.info`)."""
+    bento_model = get_bento_model(tag)
+    process = ReplicaProcess(
+        multiprocessing.get_context("spawn"),
+        cfg.with_model(tag=str(bento_model.tag)).model_dump_json(),
+        role,
+        loader,
+        str(Path(bento_model.path).parent.parent),
+        niceness,
+    )
+    try:
+        info = process.wait_ready(START_TIMEOUT_S)
+    except Exception:
+        process.stop()
+        raise
+    return process, info
+
+
 def start_replicas(cfg: ServingConfig) -> Replicas:
     """The backend the serving config asks for; model processes only make sense on CPU."""
     from serving.classifier import resolve_device

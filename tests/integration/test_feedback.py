@@ -164,3 +164,37 @@ def test_two_replicas_share_one_postgresql_store(
             second.stop()
     finally:
         first.stop()
+
+
+def test_a_challenger_in_shadow_scores_every_sampled_prediction(
+    env: dict[str, str], served_url: str, tmp_path: Path
+) -> None:
+    """The model imported from the alias `candidate` (here the served one itself) shadows every
+    prediction: compared, in agreement, with the labels counted for both; the answers are those
+    of a server without a shadow."""
+    shadow = {**env, "SENTIMENT_SHADOW_MODEL": "alias:candidate"}
+    shadow["SENTIMENT_SHADOW_SAMPLE_RATE"] = "1.0"
+    server = start(shadow, tmp_path / "shadow.log")
+    try:
+        shown = predict(server.url, TEXTS)
+        plain = predict(served_url, TEXTS)
+        assert [(p["sentiment"], p["confidence"]) for p in shown] == [
+            (p["sentiment"], p["confidence"]) for p in plain
+        ]
+        items = [{"id": p["id"], "label": p["sentiment"]} for p in shown[:3]]
+        items.append({"id": shown[3]["id"], "label": OTHER[shown[3]["sentiment"]]})
+        assert feedback(server.url, items).json() == {"accepted": 4, "unknown": 0}
+        deadline = time.monotonic() + 60
+        block: dict[str, Any] | None = None
+        while time.monotonic() < deadline:
+            block = httpx.get(f"{server.url}/monitoring", timeout=30).json()["shadow"]
+            if block is not None and block["compared"] == len(TEXTS):
+                break
+            time.sleep(0.5)
+        assert block is not None and block["compared"] == len(TEXTS), block
+        assert block["tag"].startswith("sentiment:") and block["agreement"] == 1.0
+        assert block["labelled_count"] == 4
+        assert block["champion_realized_accuracy"] == block["challenger_realized_accuracy"] == 0.75
+        assert "shadow_agreement" in httpx.get(f"{server.url}/metrics", timeout=30).text
+    finally:
+        server.stop()

@@ -190,3 +190,50 @@ def test_promotion_config_env_overrides(tmp_path: Path) -> None:
     bad.write_text("gate:\n  max_latency_factor: 0\n")
     with pytest.raises(ConfigError, match="max_latency_factor"):
         load_promotion_config(bad, env={})
+
+
+SHADOW = {
+    "tag": "sentiment:v2-abc",
+    "compared": 400,
+    "agreement": 0.93,
+    "champion_realized_accuracy": 0.8,
+    "challenger_realized_accuracy": 0.85,
+    "labelled_count": 60,
+}
+
+
+def test_the_shadow_checks_run_only_when_the_gate_asks() -> None:
+    assert [c.name for c in decide(inputs(shadow=SHADOW), GATE).checks if "shadow" in c.name] == []
+    strict = GATE.model_copy(update={"min_shadow_agreement": 0.9, "min_shadow_labelled": 50})
+    decision = decide(inputs(shadow=SHADOW), strict)
+    assert decision.promote
+    assert [c.name for c in decision.checks][-2:] == ["shadow_agreement", "shadow_accuracy"]
+
+
+@pytest.mark.parametrize(
+    ("shadow", "failing"),
+    [
+        (None, ["shadow_agreement", "shadow_accuracy"]),
+        ({**SHADOW, "agreement": 0.89}, ["shadow_agreement"]),
+        ({**SHADOW, "labelled_count": 49}, ["shadow_accuracy"]),
+        ({**SHADOW, "challenger_realized_accuracy": 0.79}, ["shadow_accuracy"]),
+        (
+            {
+                **SHADOW,
+                "compared": 0,
+                "agreement": None,
+                "labelled_count": 0,
+                "champion_realized_accuracy": None,
+                "challenger_realized_accuracy": None,
+            },
+            ["shadow_agreement", "shadow_accuracy"],
+        ),
+        ({**SHADOW, "challenger_realized_accuracy": 0.8}, []),  # not worse is enough
+    ],
+)
+def test_each_shadow_threshold_can_reject(
+    shadow: dict[str, object] | None, failing: list[str]
+) -> None:
+    strict = GATE.model_copy(update={"min_shadow_agreement": 0.9, "min_shadow_labelled": 50})
+    decision = decide(inputs(shadow=shadow), strict)
+    assert [c.name for c in decision.checks if not c.passed] == failing

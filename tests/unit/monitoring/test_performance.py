@@ -34,6 +34,7 @@ from monitoring.performance import (
     positive_probabilities,
     realized_accuracy,
     reweight_positive,
+    shadow_report,
 )
 
 # --- realized accuracy -----------------------------------------------------------------------
@@ -329,3 +330,18 @@ def test_performance_report_block() -> None:
     empty = performance_report(None, [], 1000)
     assert empty["estimated_accuracy"] is None and empty["realized_accuracy"] is None
     assert empty["labelled_count"] == 0
+
+
+def test_shadow_report_compares_the_challenger_with_the_served_model() -> None:
+    pairs = [("p", "p", "p"), ("p", "n", None), ("n", "n", "p"), ("n", "p", "p")]
+    assert shadow_report("sentiment:v2-x", pairs) == {
+        "tag": "sentiment:v2-x",
+        "compared": 4,
+        "agreement": 0.5,
+        "champion_realized_accuracy": 0.3333,
+        "challenger_realized_accuracy": 0.6667,
+        "labelled_count": 3,
+    }
+    empty = shadow_report("t", [])
+    assert empty["compared"] == 0 and empty["agreement"] is None
+    assert empty["champion_realized_accuracy"] is None and empty["labelled_count"] == 0

@@ -25,6 +25,8 @@ from monitoring.prediction_store import (
     FeedbackResult,
     PredictionRecord,
     PredictionStore,
+    ShadowPair,
+    ShadowRecord,
     database_url,
     text_digest,
 )
@@ -428,3 +430,35 @@ def test_a_kill_9_loses_at_most_the_last_flush_interval(tmp_path: Path) -> None:
     stored_late = {pid for pid in ids if pid.startswith("late-")}
     assert set(old_enough) <= stored_late, sorted(set(old_enough) - stored_late)[:5]
     assert query(path, "PRAGMA integrity_check") == [("ok",)]
+
+
+def test_shadow_predictions_pair_with_the_served_label_and_feedback(
+    store: PredictionStore,
+) -> None:
+    store.record([prediction("a", label=POSITIVE), prediction("b", label=NEGATIVE)])
+    store.record([prediction("c", label=NEGATIVE)])
+    store.flush()
+    shadow = [
+        ShadowRecord("a", "v2", NEGATIVE, 0.6, T0 + 1),
+        ShadowRecord("b", "v2", NEGATIVE, 0.9, T0 + 2),
+        ShadowRecord("c", "v3", POSITIVE, 0.7, T0 + 3),
+    ]
+    assert store.add_shadow(shadow) == 3
+    assert store.add_shadow(shadow[:1]) == 0  # a retried batch is not stored twice
+    store.add_feedback([FeedbackItem(NEGATIVE, "a")])
+    assert store.shadow_pairs("v2", 10) == [
+        ShadowPair(NEGATIVE, NEGATIVE, None),
+        ShadowPair(POSITIVE, NEGATIVE, NEGATIVE),
+    ]
+    assert store.shadow_pairs("v2", 1) == [ShadowPair(NEGATIVE, NEGATIVE, None)]
+    assert store.shadow_pairs("v3", 10) == [ShadowPair(NEGATIVE, POSITIVE, None)]
+    assert store.shadow_pairs("v9", 10) == []
+
+
+def test_retention_removes_the_shadows_of_deleted_predictions(open_store: OpenStore) -> None:
+    store = open_store(max_age_days=1)
+    store.record([prediction("old", T0 - 3 * DAY), prediction("new", T0)])
+    store.flush()
+    store.add_shadow([ShadowRecord(p, "v2", NEGATIVE, 0.6, T0) for p in ("old", "new")])
+    store.apply_retention(now=T0)
+    assert store.shadow_pairs("v2", 10) == [ShadowPair(POSITIVE, NEGATIVE, None)]
