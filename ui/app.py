@@ -4,7 +4,9 @@
 drive the same code with a fake backend and no browser. A CSV file of up to `batch.max_rows`
 rows is analyzed in the page, a batch of texts per model call; a larger one (within
 `ui.config.file_limits`) is scored by the service's `score_file`, the `/predict_file` task's
-code, with its progress shown the same way. `prepare_for_mount` does what
+code, with its progress shown the same way. Where the service explains predictions, an
+Explain button shows which words made the model say what it said (the single tab's text, or a
+row of the batch tab's results table). `prepare_for_mount` does what
 `launch()` would have done for theme and CSS: BentoML mounts the Blocks without launching it,
 and a Blocks without a theme answers 500 on GET /ui/.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import tempfile
 import time
 import uuid
@@ -43,6 +46,9 @@ FILE_JOB_SUFFIX = ".jsonl"
 FILE_JOB_PROGRESS = "Scoring rows (file job)"
 # Longer than any id the service makes: a state holding more is not one of its ids.
 MAX_PREDICTION_ID_CHARS = 200
+EXPLAIN_OFF = "Explanations are off on this server."
+EXPLAIN_BUSY = "The explainer is busy with other texts: try again in a moment."
+EXPLAIN_FIRST_ROW = "Analyze a file first: then any row of its results table can be explained."
 
 
 def _no_progress(*args: Any, **kwargs: Any) -> None:
@@ -138,18 +144,22 @@ class UIHandlers:
 
     # --- single prediction -------------------------------------------------------------------
 
+    def _text_problem(self, text: str) -> str | None:
+        """Why a (stripped) text of the single tab cannot be sent, or None."""
+        limit = self.cfg.single.max_text_chars
+        if not text:
+            return "Type or paste a sentence first, or pick one of the examples."
+        if len(text) > limit:
+            return f"The text has {len(text):,} characters; the limit is {limit:,}. Shorten it."
+        return None
+
     async def predict_one(self, text: str | None, log: bool) -> tuple[Any, ...]:
         """Result card, probability bars, running summary, then the right / wrong control:
         the shown prediction (the feedback state), the buttons' row and the feedback note."""
         empty = charts.probability_frame({"probabilities": {"negative": 0.0, "positive": 0.0}})
         text = (text or "").strip()
-        limit = self.cfg.single.max_text_chars
-        if not text:
-            problem = "Type or paste a sentence first, or pick one of the examples."
-            message = views.message_html("warning", problem)
-            return message, empty, await self.running_summary(), *no_feedback()
-        if len(text) > limit:
-            problem = f"The text has {len(text):,} characters; the limit is {limit:,}. Shorten it."
+        problem = self._text_problem(text)
+        if problem is not None:
             message = views.message_html("warning", problem)
             return message, empty, await self.running_summary(), *no_feedback()
         started = time.perf_counter()
@@ -168,6 +178,96 @@ class UIHandlers:
         card = views.prediction_html(raw[0], latency, logged)
         feedback = no_feedback() if shown is None else (shown, gr.update(visible=True), "")
         return card, charts.probability_frame(raw[0]), await self.running_summary(), *feedback
+
+    # --- explanations ------------------------------------------------------------------------
+
+    def _explain_enabled(self) -> bool:
+        try:
+            return bool(self.backend.explain_enabled())
+        except Exception as exc:  # asked on every refresh: one line, not a traceback each time
+            logger.warning("asking whether explanations are on failed: %s", _reason(exc))
+            return False
+
+    def explain_controls(self) -> tuple[Any, Any]:
+        """The single tab's Explain button and the batch tab's explain-row controls: shown
+        only where the service explains predictions."""
+        enabled = self._explain_enabled()
+        return gr.update(visible=enabled), gr.update(visible=enabled)
+
+    async def _explain(self, text: str, title: str) -> tuple[str, bool]:
+        """The explanation of one text (or a one-line message), and whether the service
+        explains at all (False: it answered that explanations are off)."""
+        try:
+            explained = await self.backend.explain([text])
+        except ValueError as exc:  # the service's one-line refusal (a RequestError)
+            status = getattr(exc, "status", 400)
+            reason = (str(exc).strip().splitlines() or ["refused"])[0][:300].rstrip(".")
+            logger.info("explanation refused (%s): %s", status, reason)
+            if status == 404:
+                return views.message_html("info", EXPLAIN_OFF), False
+            if status == 429:
+                return views.message_html("warning", EXPLAIN_BUSY), True
+            return views.message_html("error", f"The explanation was refused: {reason}."), True
+        except Exception as exc:
+            logger.exception("explanation failed")
+            message = f"The explanation failed ({_reason(exc)}). Try again in a moment."
+            return views.message_html("error", message), True
+        try:
+            if not isinstance(explained, list) or len(explained) != 1:
+                raise ValueError("the service did not answer one explanation for one text")
+            return views.explanation_html(explained[0], title), True
+        except Exception as exc:  # a malformed answer: still a message, not a 500
+            logger.exception("showing an explanation failed")
+            message = f"The explanation could not be shown ({_reason(exc)})."
+            return views.message_html("error", message), True
+
+    async def explain_one(self, text: str | None) -> tuple[str, Any]:
+        """The single tab's text explained (or a one-line message), and the Explain button:
+        hidden once the service says explanations are off."""
+        text = (text or "").strip()
+        problem = self._text_problem(text)
+        if problem is not None:
+            return views.message_html("warning", problem), gr.update()
+        shown, available = await self._explain(text, "Explained prediction")
+        return shown, gr.update(visible=available)
+
+    @staticmethod
+    def kept_texts(table: Any) -> list[str | None]:
+        """The texts of the batch results table's rows, in its order, for "Explain row"
+        (None: a row without text). The table's first column is the text (see `_results`
+        and `_file_job_results`), and it holds at most `batch.preview_rows` rows: a bounded
+        state."""
+        if not isinstance(table, pd.DataFrame) or table.empty or len(table.columns) == 0:
+            return []
+        return [v if isinstance(v, str) else None for v in table.iloc[:, 0].tolist()]
+
+    async def explain_row(self, rows: Any, number: Any) -> tuple[str, Any]:
+        """One row of the batch results table explained (or a one-line message), and the
+        explain-row controls: hidden once the service says explanations are off.
+        `rows`: `kept_texts` of the shown table; `number`: the row, 1 = the table's first."""
+        keep = gr.update()
+        texts = rows if isinstance(rows, list) else []
+        if not texts:
+            return views.message_html("warning", EXPLAIN_FIRST_ROW), keep
+        choose = f"choose a row from 1 to {len(texts):,} (the results table's rows)."
+        whole = isinstance(number, int | float) and not isinstance(number, bool)
+        if not whole or not math.isfinite(number) or number != int(number):
+            return views.message_html("warning", f"Enter a row number: {choose}"), keep
+        row = int(number)
+        if not 1 <= row <= len(texts):
+            shown = f"Row {row:,} is not in the results table: {choose}"
+            return views.message_html("warning", shown), keep
+        text = (texts[row - 1] or "").strip()
+        if not text:
+            return views.message_html("warning", f"Row {row:,} has no text to explain."), keep
+        limit = self.cfg.single.max_text_chars
+        if len(text) > limit:
+            problem = (
+                f"Row {row:,} has {len(text):,} characters; explanations take up to {limit:,}."
+            )
+            return views.message_html("warning", problem), keep
+        shown, available = await self._explain(text, f"Row {row:,}")
+        return shown, gr.update(visible=available)
 
     # --- feedback on the shown prediction ----------------------------------------------------
 
@@ -516,6 +616,10 @@ class UIHandlers:
         summary = await self._summary()
         return await self.header(), views.summary_html(summary), views.monitoring_html(summary)
 
+    async def live_page(self) -> tuple[Any, ...]:
+        """`live`, then `explain_controls`: on the page's load and its timer."""
+        return *(await self.live()), *self.explain_controls()
+
     async def header(self) -> str:
         try:
             info = await self.backend.model_info()
@@ -557,6 +661,9 @@ def build_ui(
                                 elem_id="single-log",
                             )
                             analyze = gr.Button("Analyze", variant="primary", elem_id="single-go")
+                            # Apart from Analyze, so that plain predictions stay fast; shown
+                            # once the page knows that the service explains (explain_controls).
+                            explain = gr.Button("Explain", visible=False, elem_id="single-explain")
                         if cfg.examples:
                             examples = [[e] for e in cfg.examples]
                             gr.Examples(examples=examples, inputs=[text], label="Examples")
@@ -595,6 +702,7 @@ def build_ui(
                             show_label=False,
                             elem_id="single-probs",
                         )
+                explanation = gr.HTML(elem_id="single-explanation")
                 summary = gr.HTML(elem_id="single-summary")
 
             with (
@@ -667,6 +775,24 @@ def build_ui(
                             column_widths=["70%", "15%", "15%"],
                             elem_id="batch-table",
                         )
+                        # The texts of the table's rows (at most batch.preview_rows), kept on
+                        # the server for "Explain row".
+                        batch_rows = gr.State([])
+                        with gr.Row(
+                            visible=False, equal_height=True, elem_id="batch-explain"
+                        ) as batch_explain:
+                            row_number = gr.Number(
+                                value=1,
+                                label="Row of the results table",
+                                precision=0,
+                                scale=1,
+                                min_width=160,
+                                elem_id="batch-explain-row",
+                            )
+                            explain_row = gr.Button(
+                                "Explain row", scale=0, min_width=140, elem_id="batch-explain-go"
+                            )
+                        batch_explanation = gr.HTML(elem_id="batch-explanation")
 
             with gr.Tab("Model & monitoring", id="model", elem_id="tab-model") as model_tab:
                 with gr.Row(equal_height=True):
@@ -684,6 +810,12 @@ def build_ui(
         analyze.click(handlers.predict_one, [text, log_one], single_outputs)
         text.submit(handlers.predict_one, [text, log_one], single_outputs)
 
+        explain.click(
+            handlers.explain_one, [text], [explanation, explain], show_progress_on=[explanation]
+        )
+        # An explanation is of the text it shows: a changed text clears it (in the browser).
+        text.change(None, None, [explanation], js="() => ''")
+
         def hold_buttons() -> tuple[Any, Any]:
             """Both buttons off at once, so a prediction is answered once."""
             return gr.update(interactive=False), gr.update(interactive=False)
@@ -695,8 +827,14 @@ def build_ui(
             )
 
         batch_results = [batch_summary, results, table, download, dist, hist]
-        upload.upload(handlers.inspect_upload, [upload], [column, status, run, *batch_results])
-        upload.clear(handlers.inspect_upload, [upload], [column, status, run, *batch_results])
+        # Every new result (or none) replaces the kept rows and clears a row's explanation.
+        kept = [batch_rows, batch_explanation]
+
+        def inspect_upload(path: str | None) -> tuple[Any, ...]:
+            return *handlers.inspect_upload(path), [], ""
+
+        upload.upload(inspect_upload, [upload], [column, status, run, *batch_results, *kept])
+        upload.clear(inspect_upload, [upload], [column, status, run, *batch_results, *kept])
 
         # Gradio finds the progress tracker by this default value and passes a fresh one per call.
         async def analyze_file(
@@ -705,26 +843,35 @@ def build_ui(
             log: bool,
             progress: Any = gr.Progress(),  # noqa: B008
         ) -> Any:
-            return await handlers.analyze_file(path, col, log, progress)
+            done = await handlers.analyze_file(path, col, log, progress)
+            # (status, summary, results column, table, ...): the table's texts are kept.
+            return *done, handlers.kept_texts(done[3]), ""
 
         run.click(
             analyze_file,
             [upload, column, log_batch],
-            [status, *batch_results],
+            [status, *batch_results, *kept],
             show_progress_on=[batch_summary],  # one progress bar, where the results will be
+        )
+        explain_row.click(
+            handlers.explain_row,
+            [batch_rows, row_number],
+            [batch_explanation, batch_explain],
+            show_progress_on=[batch_explanation],
         )
 
         model_outputs = [model_html, monitoring_html]
         model_tab.select(handlers.model_panel, None, model_outputs)
         refresh.click(handlers.model_panel, None, model_outputs)
 
-        live_outputs = [header, summary, monitoring_html]
+        live_outputs = [header, summary, monitoring_html, explain, batch_explain]
         # One load event, not one per output: under load, gradio's client was seen to leave the
         # second of two load events unprocessed on a fresh server.
-        demo.load(handlers.live, None, live_outputs)
-        # Keeps the monitoring figures live, and fills the header should the first load fail.
+        demo.load(handlers.live_page, None, live_outputs)
+        # Keeps the monitoring figures live, and fills the header and shows the Explain controls
+        # should the first load fail.
         timer = gr.Timer(cfg.live_refresh_s)
-        timer.tick(handlers.live, None, live_outputs, show_progress="hidden")
+        timer.tick(handlers.live_page, None, live_outputs, show_progress="hidden")
     return demo
 
 

@@ -6,7 +6,8 @@ and awaits the same `classify` that `/predict` uses: one model in memory, shared
 Files over the batch tab's inline limit go to the service's `score_file`, the code the
 `/predict_file` task runs. A user's "right / wrong" answer on a prediction goes to the
 service's `accept_feedback`, the code behind its feedback endpoint, under the prediction id
-that `remember` gave the prediction.
+that `remember` gave the prediction. "Why did it say that?" goes to the service's
+`explanations`, the code behind `/explain`, which runs in a model process of its own.
 """
 
 from __future__ import annotations
@@ -62,6 +63,18 @@ class UIBackend(Protocol):
         """The true label of a remembered prediction: {"accepted": n, "unknown": m}, where
         unknown counts ids the store no longer (or never) held. ValueError (one line) for an
         item the service refuses."""
+        ...
+
+    def explain_enabled(self) -> bool:
+        """Whether the service explains predictions (False: no Explain controls)."""
+        ...
+
+    async def explain(self, texts: list[str]) -> list[dict[str, Any]]:
+        """Per text {"sentiment", "confidence", "probabilities", "words": [{"word",
+        "attribution"}]}: the words in text order, each attribution signed towards the
+        predicted label. ValueError (one line) with a `status` where the service refuses:
+        404 explanations off, 413 too many texts, 429 too many in progress; any other
+        exception where the explaining process failed."""
         ...
 
 
@@ -144,4 +157,12 @@ class ServiceBackend:
     async def send_feedback(self, prediction_id: str, label: str) -> dict[str, int]:
         items = [{"id": prediction_id, "label": label}]
         result: dict[str, int] = await _resolve(self._service().accept_feedback(items))
+        return result
+
+    def explain_enabled(self) -> bool:
+        return bool(getattr(self._service(), "explain_enabled", False))
+
+    async def explain(self, texts: list[str]) -> list[dict[str, Any]]:
+        # The service runs it in its explaining process, off the event loop.
+        result: list[dict[str, Any]] = await self._service().explanations(texts)
         return result

@@ -67,4 +67,20 @@ CSS = """
 .ui-feedback-question { font-weight: 600; color: var(--body-text-color); padding: 6px 0; }
 .ui-accuracy-hint { margin: 8px 0 0; }
 .ui-footer a { color: var(--color-accent); }
+.ui-explain { border: 1px solid var(--border-color-primary); border-radius: var(--radius-lg);
+  padding: 12px 16px; background: var(--block-background-fill); }
+.ui-explain-head { font-weight: 600; margin-bottom: 8px; }
+.ui-explain-text { font-size: 1.08rem; line-height: 2.1; margin: 0 0 10px;
+  overflow-wrap: anywhere; }
+.ui-word { color: var(--body-text-color); background-color: transparent; border-radius: 4px;
+  padding: 2px 3px; cursor: help; }
+.ui-word-for, .ui-word-against { font-weight: 500; }
+.ui-word-against { text-decoration: underline dotted; text-underline-offset: 3px; }
+.ui-explain-legend { display: flex; flex-wrap: wrap; gap: 4px 8px; align-items: center;
+  font-size: 0.9rem; color: var(--body-text-color); }
+.ui-legend-key { display: inline-flex; align-items: center; gap: 5px; }
+.ui-swatch { display: inline-block; width: 1.1em; height: 1.1em; border-radius: 3px;
+  border: 1px solid var(--border-color-primary); }
+.ui-explain-top { margin: 8px 0 0; font-size: 0.92rem; overflow-wrap: anywhere; }
+.ui-explain-note { margin: 6px 0 0; }
 """

@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+from sentiment.labels import LABEL_NAMES
 from ui.charts import COLORS
 
 Kind = Literal["error", "warning", "info", "success"]
@@ -69,6 +70,143 @@ def prediction_html(prediction: Mapping[str, Any], latency_s: float, logged: boo
         + _stat("Tokens", str(prediction.get("n_tokens", "—")))
         + _stat("Monitoring", logged_text)
         + "</div></div>"
+    )
+
+
+# --- explanations: which words made the model say what it said -----------------------------------
+
+# The colours' names, for the legend: the colour is never the only carrier of the meaning.
+COLOR_NAMES = {"negative": "red", "positive": "green"}
+# The strongest word's background opacity: the text on it stays readable (light and dark theme).
+MAX_WORD_ALPHA = 0.7
+TOP_WORDS = 3
+
+
+def _rgba(color: str, alpha: float) -> str:
+    red, green, blue = (int(color[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({red}, {green}, {blue}, {alpha:.2f})"
+
+
+def _signed(value: float) -> str:
+    """+0.412, -0.120, 0.000 (never -0.000)."""
+    text = f"{value:+.3f}"
+    return "0.000" if text in ("+0.000", "-0.000") else text
+
+
+def _attribution(value: Any) -> float:
+    number = float(value)
+    return number if math.isfinite(number) else 0.0
+
+
+def _towards(predicted: str, attribution: float) -> str:
+    """The label a word pushes towards: the predicted one (attribution >= 0) or the other."""
+    if attribution >= 0:
+        return predicted
+    others = [name for name in LABEL_NAMES if name != predicted]
+    return others[0] if len(others) == 1 else f"not {predicted}"
+
+
+def _word_mark(word: str, attribution: float, strength: float, predicted: str) -> str:
+    """One word, coloured by the label it pushes towards, as strong as its share of the largest
+    effect, with its value as a tooltip and an accessible name."""
+    towards = _towards(predicted, attribution)
+    label = f"{word}: {_signed(attribution)}, towards {towards}"
+    if attribution == 0:
+        css, style = "ui-word ui-word-none", ""
+    else:
+        css = "ui-word " + ("ui-word-for" if attribution > 0 else "ui-word-against")
+        color = COLORS.get(towards, "#6b7280")
+        style = f' style="background-color:{_rgba(color, MAX_WORD_ALPHA * strength)}"'
+    return (
+        f'<mark class="{css}" data-attribution="{_signed(attribution)}" '
+        f'data-strength="{strength:.2f}" title="{html.escape(label)}" '
+        f'aria-label="{html.escape(label)}"{style}>{esc(word)}</mark>'
+    )
+
+
+def _legend(predicted: str) -> str:
+    towards = [predicted, *(name for name in LABEL_NAMES if name != predicted)]
+    keys = []
+    for index, label in enumerate(towards):
+        color = COLORS.get(label, "#6b7280")
+        # Words against the prediction are also underlined: a cue that is not a colour.
+        name = COLOR_NAMES.get(label, "grey") + (", underlined" if index else "")
+        keys.append(
+            f'<span class="ui-legend-key"><span class="ui-swatch" aria-hidden="true" '
+            f'style="background-color:{_rgba(color, MAX_WORD_ALPHA)}"></span>'
+            f"{esc(name)}: towards {esc(label)}</span>"
+        )
+    keys.append('<span class="ui-legend-key">stronger colour = larger effect</span>')
+    return (
+        '<div class="ui-explain-legend" data-testid="explanation-legend">'
+        + " · ".join(keys)
+        + "</div>"
+    )
+
+
+def _top_words(words: Sequence[tuple[str, float]], predicted: str) -> str:
+    """The strongest words in text: what the colours say, for anyone who cannot see them."""
+    ranked = sorted((w for w in words if w[1] != 0), key=lambda w: -abs(w[1]))[:TOP_WORDS]
+    if not ranked:
+        text = "No single word changed the prediction: every attribution is zero."
+        return f'<p class="ui-explain-top" data-testid="explanation-top">{esc(text)}</p>'
+    items = [
+        f"“{esc(word)}” {_signed(value)} (towards {esc(_towards(predicted, value))})"
+        for word, value in ranked
+    ]
+    return (
+        '<p class="ui-explain-top" data-testid="explanation-top">'
+        f"Strongest word{'s' if len(items) > 1 else ''}: {', '.join(items)}</p>"
+    )
+
+
+def explanation_html(explanation: Mapping[str, Any], title: str = "Explained prediction") -> str:
+    """A text's explanation: its prediction, the text with each word highlighted by its
+    attribution (the colour of the label it pushes towards, stronger for a larger effect,
+    the value in a tooltip and an accessible name), a legend in words, and the strongest words.
+
+    `explanation`: {"sentiment", "confidence", "words": [{"word", "attribution"}]}, the words
+    in text order and each attribution signed towards the predicted label (a change in its
+    probability). Every word is escaped: the text is user input."""
+    predicted = str(explanation["sentiment"])
+    words = [
+        (str(item["word"]), _attribution(item["attribution"]))
+        for item in explanation.get("words") or []
+    ]
+    largest = max((abs(value) for _, value in words), default=0.0)
+    marks = " ".join(
+        _word_mark(word, value, abs(value) / largest if largest > 0 else 0.0, predicted)
+        for word, value in words
+    )
+    color = COLORS.get(predicted, "#6b7280")
+    confidence = explanation.get("confidence")
+    confidence_text = (
+        f" · {percent(float(confidence))} confidence"
+        if isinstance(confidence, int | float) and not isinstance(confidence, bool)
+        else ""
+    )
+    head = (
+        f'<div class="ui-explain-head">{esc(title)}: '
+        f'<b style="color:{color}" data-testid="explained-label">'
+        f"{EMOJI.get(predicted, '')} {esc(predicted.capitalize())}</b>{esc(confidence_text)}</div>"
+    )
+    body = (
+        f'<p class="ui-explain-text" data-testid="explained-text">{marks}</p>'
+        if words
+        else f'<p class="ui-muted">{esc("The text has no words to explain.")}</p>'
+    )
+    note = (
+        f"Each value is how much the word moves the probability of {predicted}: "
+        "+ towards it, − away from it. Hover a word for its value."
+    )
+    return (
+        '<div class="ui-explain" data-testid="explanation">'
+        + head
+        + body
+        + _legend(predicted)
+        + _top_words(words, predicted)
+        + f'<p class="ui-muted ui-explain-note">{esc(note)}</p>'
+        + "</div>"
     )
 
 

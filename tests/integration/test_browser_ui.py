@@ -287,3 +287,90 @@ def test_model_tab(driver: Any, ui_url: str) -> None:
     wait_for(lambda: visible_text(driver, "[data-testid=drift-status]"), "the drift status")
     assert "Latency p95" in visible_text(driver, "#model-monitoring")
     screenshot(driver, "04_model_and_monitoring")
+
+
+# The first explanation starts the service's explaining process: a few seconds more, far more
+# on a busy machine.
+EXPLAIN_WAIT_S = 2 * WAIT_S
+
+
+def highlighted(driver: Any, selector: str) -> list[Any]:
+    return [e for e in css(driver, f"{selector} mark.ui-word") if e.is_displayed()]
+
+
+def check_highlight(driver: Any, selector: str, text: str) -> list[Any]:
+    """The explanation under `selector` shows `text`'s words in order, each with its value as
+    a tooltip and an accessible name, the strongest at full strength, and the legend."""
+    words = wait_for(lambda: highlighted(driver, selector), "the highlighted words", EXPLAIN_WAIT_S)
+    assert " ".join(w.text for w in words) == " ".join(text.split())
+    for word in words:
+        title = word.get_attribute("title")
+        assert title.startswith(f"{word.text}: ") and "towards " in title, title
+        assert word.get_attribute("aria-label") == title
+    strengths = [float(w.get_attribute("data-strength")) for w in words]
+    top = visible_text(driver, f"{selector} [data-testid=explanation-top]")
+    if any(strengths):
+        assert max(strengths) == 1.0
+        assert top.startswith("Strongest word"), top
+    else:
+        assert "every attribution is zero" in top, top
+    legend = visible_text(driver, f"{selector} [data-testid=explanation-legend]")
+    assert "towards positive" in legend and "towards negative" in legend, legend
+    assert "stronger colour = larger effect" in legend
+    return words
+
+
+def test_explain_highlights_the_words(driver: Any, ui_url: str) -> None:
+    driver.get(ui_url)
+    wait_for(lambda: "model sentiment:" in visible_text(driver, "#ui-header"), "the model header")
+    box = wait_for(lambda: css(driver, "#single-text textarea")[0], "the text box")
+    box.send_keys(POSITIVE)
+    css(driver, "#single-go")[0].click()
+    label = wait_for(
+        lambda: visible_text(driver, "[data-testid=sentiment-label]"), "the sentiment label"
+    )
+    # The service explains (explain.enabled): the page shows the button once it has asked.
+    wait_for(lambda: shown(driver, "#single-explain"), "the Explain button")
+    assert not highlighted(driver, "#single-explanation")  # only on the button
+    css(driver, "#single-explain")[0].click()
+    check_highlight(driver, "#single-explanation", POSITIVE)
+    # The explanation's prediction is the one Analyze showed.
+    explained = visible_text(driver, "#single-explanation [data-testid=explained-label]")
+    assert explained.split()[-1] == label.split()[-1], (explained, label)
+    assert outside_requests(driver, ui_url) == []
+    shot = screenshot(driver, "07_explanation")
+    assert shot.stat().st_size > 10_000
+
+    # A changed text is no longer the one explained: the highlight goes.
+    box.send_keys(" Really.")
+    wait_for(lambda: not highlighted(driver, "#single-explanation"), "the explanation to clear")
+
+
+def test_explain_a_row_of_the_batch_results(driver: Any, ui_url: str, tmp_path: Path) -> None:
+    texts = ["A dull and lifeless film.", POSITIVE, "It was fine, I suppose."]
+    path = write_csv(tmp_path / "three.csv", [{"review": t} for t in texts])
+    driver.get(ui_url)
+    open_tab(driver, "Batch analysis")
+    upload = wait_for(lambda: css(driver, "#batch-file input[type=file]")[0], "the file input")
+    upload.send_keys(str(path))
+    wait_for(lambda: "Text column: 'review'" in visible_text(driver, "#batch-status"), "the guess")
+    go = css(driver, "#batch-go")[0]
+    wait_for(go.is_enabled, "the Analyze button")
+    go.click()
+    wait_for(lambda: "Analyzed 3 texts" in visible_text(driver, "#batch-status"), "the result")
+    wait_for(lambda: shown(driver, "#batch-explain-go"), "the Explain row button")
+
+    # A row that is not in the table: a one-line warning, no explanation.
+    number = css(driver, "#batch-explain-row input")[0]
+    number.clear()
+    number.send_keys("9")
+    css(driver, "#batch-explain-go")[0].click()
+    note = wait_for(lambda: visible_text(driver, "#batch-explanation"), "the row warning")
+    assert "Row 9 is not in the results table: choose a row from 1 to 3" in note, note
+
+    number.clear()
+    number.send_keys("2")
+    css(driver, "#batch-explain-go")[0].click()
+    check_highlight(driver, "#batch-explanation", texts[1])
+    assert visible_text(driver, "#batch-explanation").startswith("Row 2: ")
+    screenshot(driver, "08_batch_explain_row")

@@ -37,9 +37,13 @@ class FakeBackend:
         file_limits: tuple[int, int] = (100_000, 20_000),
         file_chunk: int = 4,
         feedback: bool = True,
+        explain: bool = True,
     ) -> None:
         self.monitoring = monitoring
         self.feedback = feedback
+        self.explaining = explain
+        self.explain_error: Exception | None = None  # raised by `explain` when set
+        self.explained: list[list[str]] = []
         self.remembered: dict[str, tuple[str, str]] = {}  # id: (text, predicted label)
         self.feedback_sent: list[tuple[str, str]] = []  # (id, label)
         self.fail_after = fail_after
@@ -131,6 +135,37 @@ class FakeBackend:
 
     def feedback_enabled(self) -> bool:
         return self.feedback
+
+    def explain_enabled(self) -> bool:
+        return self.explaining
+
+    async def explain(self, texts: list[str]) -> list[dict[str, Any]]:
+        """What SentimentAPI.explanations answers: the prediction, and per word "good"
+        +0.4 towards positive, "bad" towards negative, any other word nothing."""
+        if self.explain_error is not None:
+            raise self.explain_error
+        self.explained.append(list(texts))
+        out = []
+        for text in texts:
+            positive = "good" in text
+            p = 0.9 if positive else 0.2
+            sign = 1.0 if positive else -1.0  # signed towards the predicted label
+            words = [
+                {
+                    "word": w,
+                    "attribution": sign * (0.4 if "good" in w else -0.2 if "bad" in w else 0),
+                }
+                for w in text.split()
+            ]
+            out.append(
+                {
+                    "sentiment": "positive" if positive else "negative",
+                    "confidence": p if positive else 1 - p,
+                    "probabilities": {"negative": 1 - p, "positive": p},
+                    "words": words,
+                }
+            )
+        return out
 
     async def send_feedback(self, prediction_id: str, label: str) -> dict[str, int]:
         """What SentimentAPI.accept_feedback answers for one item."""
