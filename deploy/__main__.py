@@ -1,7 +1,9 @@
-"""`python -m deploy --env staging [--rollback | --status]`.
+"""`python -m deploy --env staging [--canary PCT] [--rollback | --status]`.
 
 A deploy: import the environment's MLflow alias into BentoML, build its image (unless one of
-that model version exists already, or --image names one), then blue-green it (bluegreen.py).
+that model version exists already, or --image names one), then blue-green it (bluegreen.py);
+with --canary, the new colour first gets PCT % of new connections while deploy/canary.py
+watches both colours, and is promoted or rolled back by the verdict.
 """
 
 from __future__ import annotations
@@ -149,7 +151,16 @@ def main(argv: list[str] | None = None) -> int:
         "--build-only", action="store_true", help="build (and push) the image, deploy nothing"
     )
     parser.add_argument("--image", help="deploy this image instead of building the alias's")
+    parser.add_argument(
+        "--canary",
+        type=float,
+        metavar="PCT",
+        help="canary release: PCT %% of new connections to the new colour while the controller "
+        "watches both (configs/deployment_config.yaml, canary:), then 100 %% or rollback",
+    )
     args = parser.parse_args(argv)
+    if args.canary is not None and not 0 <= args.canary < 100:
+        parser.error("--canary must be a percentage in [0, 100): 0 is a plain switch")
     try:
         cfg = load_deployment_config()
         env_cfg = cfg.environment(args.env)
@@ -161,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     if why_not:
         print(f"error: {why_not}", file=sys.stderr)
         return 2
-    bluegreen = BlueGreen(docker, args.env, env_cfg, cfg.smoke)
+    bluegreen = BlueGreen(docker, args.env, env_cfg, cfg.smoke, canary_cfg=cfg.canary)
     try:
         if args.status:
             print(json.dumps(bluegreen.status(), indent=2))
@@ -197,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.build_only:
             print(f"image={image}")
             return 0
-        return report(bluegreen.deploy(image, labels))
+        return report(bluegreen.deploy(image, labels, canary=args.canary or None))
     except (DockerError, LookupError, subprocess.CalledProcessError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -1,19 +1,27 @@
-"""Blue-green switching of one environment over the Docker Protocol.
+"""Blue-green switching of one environment over the Docker Protocol, and canary releases.
 
 Per environment `E`: a network `sentiment-E`, containers `sentiment-E-blue` and
 `sentiment-E-green` (each on its own preview port) and `sentiment-E-router`, which owns the
 stable port and forwards each new connection to the colour its upstream file names. The
 router's file is the only state: what it names is live, the other colour is the previous one.
+During a canary release (`deploy(..., canary=N)`) the file also names the canary colour and
+its share N % of new connections, and beside it the router keeps the canary controller's
+record (deploy/canary.py), which `status()` shows.
 """
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from deploy.config import EnvironmentSection, SmokeSection
+from deploy import router as router_script
+from deploy.canary import CanaryController, Scraper, Verdict, http_scraper
+from deploy.config import CanarySection, EnvironmentSection, SmokeSection
 from deploy.docker import Docker, DockerError, RunSpec
 from deploy.smoke import SmokeCheck, SmokeReport, run_smoke
 
@@ -65,6 +73,7 @@ class DeployResult:
     smoke: SmokeReport | None = None
     logs: str = ""
     steps: list[str] = field(default_factory=list)
+    canary: Verdict | None = None
 
 
 class BlueGreen:
@@ -78,6 +87,10 @@ class BlueGreen:
         smoke: SmokeRunner = run_smoke,
         host: str = "127.0.0.1",
         log: Callable[[str], None] = print,
+        canary_cfg: CanarySection | None = None,
+        scrape: Scraper | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.docker = docker
         self.names = Names(environment)
@@ -86,6 +99,10 @@ class BlueGreen:
         self.smoke = smoke
         self.host = host
         self.log = log
+        self.canary_cfg = canary_cfg or CanarySection()
+        self.scrape = scrape
+        self.clock = clock
+        self.sleep = sleep
 
     # --- state --------------------------------------------------------------------------------
 
@@ -99,16 +116,48 @@ class BlueGreen:
     def stable_url(self) -> str:
         return f"http://{self.host}:{self.env_cfg.port}"
 
+    def _router(self, *args: str) -> tuple[int, str]:
+        return self.docker.exec(self.names.router, ["python", ROUTER_PATH_IN_CONTAINER, *args])
+
     def live_colour(self) -> str | None:
         router = self.docker.inspect(self.names.router)
         if router is None or not router.running:
             return None
-        code, out = self.docker.exec(self.names.router, ["python", ROUTER_PATH_IN_CONTAINER, "get"])
+        code, out = self._router("get")
         return self.names.colour_of(out) if code == 0 else None
 
+    def route_state(self) -> dict[str, Any] | None:
+        """The router's state: {live, canary, share} as colours, and the canary record; None
+        without a running router. A router of the first version answers only `get`."""
+        router = self.docker.inspect(self.names.router)
+        if router is None or not router.running:
+            return None
+        code, out = self._router("state")
+        try:
+            data = json.loads(out) if code == 0 else None
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            live = self.live_colour()
+            return None if live is None else {"live": live, "canary": None, "share": 0.0}
+        return {
+            "live": self.names.colour_of(str(data.get("live") or "")),
+            "canary": self.names.colour_of(str(data.get("canary") or "")),
+            "share": data.get("share") or 0.0,
+            "canary_run": data.get("canary_run"),
+        }
+
     def status(self) -> dict[str, object]:
-        live = self.live_colour()
+        state = self.route_state() or {}
+        live = state.get("live")
         out: dict[str, object] = {"environment": self.names.environment, "live": live}
+        run = state.get("canary_run")
+        if state.get("canary") or run:
+            out["canary"] = {
+                "colour": state.get("canary"),
+                "share": state.get("share", 0.0),
+                "last_run": run,
+            }
         for colour in COLOURS:
             info = self.docker.inspect(self.names.colour(colour))
             out[colour] = (
@@ -159,8 +208,20 @@ class BlueGreen:
         name = self.names.router
         info = self.docker.inspect(name)
         if info is not None and info.running:
+            code, out = self._router("version")
+            if code == 0 and out.strip() == router_script.VERSION:
+                return
+            # A router of an earlier version (no canary split): the new script, then a restart.
+            # Its state file stays. The first version ignores SIGTERM as PID 1, so it serves on
+            # until `docker stop` kills it (20 s); then about a second without a listener.
+            self.log(f"[{self.names.environment}] upgrading the router to version "
+                     f"{router_script.VERSION}")  # fmt: skip
+            self.docker.copy_in(name, str(ROUTER_SCRIPT), ROUTER_PATH_IN_CONTAINER)
+            self.docker.stop(name)
+            self.docker.start(name)
             return
         if info is not None:
+            self.docker.copy_in(name, str(ROUTER_SCRIPT), ROUTER_PATH_IN_CONTAINER)
             self.docker.start(name)
             return
         self.docker.create(
@@ -182,13 +243,40 @@ class BlueGreen:
         self.docker.copy_in(name, str(ROUTER_SCRIPT), ROUTER_PATH_IN_CONTAINER)
         self.docker.start(name)
 
+    def _upstream(self, colour: str) -> str:
+        return f"{self.names.colour(colour)}:{CONTAINER_PORT}"
+
     def _switch(self, colour: str) -> None:
-        upstream = f"{self.names.colour(colour)}:{CONTAINER_PORT}"
-        code, out = self.docker.exec(
-            self.names.router, ["python", ROUTER_PATH_IN_CONTAINER, "set", upstream]
-        )
+        upstream = self._upstream(colour)
+        code, out = self._router("set", upstream)
         if code != 0:
             raise DockerError(f"the router refused the switch to {upstream}: {out}")
+
+    def _split(self, live: str, canary: str, share: float) -> None:
+        code, out = self._router(
+            "set", self._upstream(live), "--canary", self._upstream(canary), "--share", f"{share:g}"
+        )
+        if code != 0:
+            raise DockerError(f"the router refused the canary split: {out}")
+
+    def _record(self, record: Mapping[str, Any]) -> None:
+        """The canary record beside the router's file; a failure to write it is only logged."""
+        code, out = self._router("record", json.dumps(record, separators=(",", ":")))
+        if code != 0:
+            self.log(f"[{self.names.environment}] could not record the canary state: {out}")
+
+    def _retire(self, colour: str) -> None:
+        """A graceful stop (SIGTERM: the service answers what it holds, then exits) after the
+        router stopped sending it connections, so no client sees a reset."""
+        if self.docker.inspect(self.names.colour(colour)) is not None:
+            self.docker.stop(self.names.colour(colour))
+
+    def _canary_is_current(self, canary: str) -> Callable[[], bool]:
+        def current() -> bool:
+            state = self.route_state()
+            return state is not None and state.get("canary") == canary
+
+        return current
 
     def _stable_health(self) -> SmokeCheck:
         quick = self.smoke_cfg.model_copy(update={"startup_timeout_s": 30.0})
@@ -197,7 +285,11 @@ class BlueGreen:
 
     # --- commands -----------------------------------------------------------------------------
 
-    def deploy(self, image: str, labels: Mapping[str, str] | None = None) -> DeployResult:
+    def deploy(
+        self, image: str, labels: Mapping[str, str] | None = None, canary: float | None = None
+    ) -> DeployResult:
+        """Start the other colour, smoke-test it, then switch: at once, or with `canary` (a
+        percentage) first that share of new connections while the controller watches."""
         env = self.names.environment
         self.docker.ensure_network(self.names.network)
         live = self.live_colour()
@@ -220,6 +312,11 @@ class BlueGreen:
             )
             return result
         self._ensure_router(image)
+        if canary and live is not None:
+            return self._canary(result, live, target, image, canary)
+        if canary:
+            self.log(f"[{env}] nothing is live: no stable colour to compare a canary with, "
+                     f"switching all traffic to {target}")  # fmt: skip
         self._switch(target)
         check = self._stable_health()
         if not check.passed:
@@ -236,6 +333,86 @@ class BlueGreen:
         result.message = f"{env}: {self.stable_url} now served by {target} ({image}){kept}"
         return result
 
+    def _canary(
+        self, result: DeployResult, live: str, target: str, image: str, share: float
+    ) -> DeployResult:
+        env = self.names.environment
+        self._split(live, target, share)
+        check = self._stable_health()
+        if not check.passed:
+            self._switch(live)
+            result.message = (
+                f"{self.stable_url} did not answer through the router with {share:g} % on "
+                f"{target} ({check.detail}); traffic stays on {live}"
+            )
+            return result
+        cfg = self.canary_cfg
+        self.log(
+            f"[{env}] canary: {share:g} % of new connections to {target}, the rest to {live}; "
+            f"watching both for {cfg.window_s:.0f} s, a check every {cfg.check_interval_s:.0f} s"
+        )
+        record: dict[str, Any] = {
+            "colour": target,
+            "stable": live,
+            "share": share,
+            "image": image,
+            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        controller = CanaryController(
+            cfg,
+            self.url_of(target),
+            self.url_of(live),
+            self.scrape or http_scraper(cfg),
+            canary_name=target,
+            stable_name=live,
+            prefix=f"[{env}] ",
+            log=self.log,
+            record=self._record,
+            is_current=self._canary_is_current(target),
+            clock=self.clock,
+            sleep=self.sleep,
+            state=record,
+        )
+        try:
+            verdict = controller.run()
+        except KeyboardInterrupt:
+            verdict = Verdict("rollback", "interrupted by the operator")
+            record.update({"state": "decided", "decision": "rollback", "reason": verdict.reason})
+        result.canary = verdict
+        if verdict.action == "aborted":
+            result.message = f"{env}: the canary of {target} was ended: {verdict.reason}"
+            return result
+        if verdict.action == "promote":
+            self._switch(target)
+            after = self._stable_health()
+            if after.passed:
+                record["outcome"] = f"promoted: {target} serves 100 %"
+                self._record(record)
+                result.ok = True
+                result.live_after = target
+                result.message = (
+                    f"{env}: canary {target} promoted after {record.get('checks_total', 0)} "
+                    f"checks; {self.stable_url} now served by {target} ({image}); "
+                    f"{live} kept running for rollback-deploy"
+                )
+                return result
+            verdict = Verdict("rollback", f"no answer through the router after: {after.detail}")
+            result.canary = verdict
+        self._switch(live)
+        self._retire(target)
+        result.logs = self.docker.logs(self.names.colour(target))
+        self.docker.remove(self.names.colour(target))
+        record.update(
+            {"state": "decided", "decision": "rollback", "reason": verdict.reason,
+             "outcome": f"rolled back: {live} serves 100 %, {target} removed"}
+        )  # fmt: skip
+        self._record(record)
+        result.message = (
+            f"{env}: canary {target} rolled back ({verdict.reason}); removed it, "
+            f"{live} serves all of {self.stable_url}"
+        )
+        return result
+
     def teardown(self) -> list[str]:
         """Remove the environment's containers (images stay); returns what was removed."""
         removed = []
@@ -247,9 +424,27 @@ class BlueGreen:
 
     def rollback(self) -> DeployResult:
         env = self.names.environment
-        live = self.live_colour()
+        state = self.route_state()
+        live = None if state is None else state.get("live")
         if live is None:
             return DeployResult(False, env, f"{env}: nothing is deployed, nothing to roll back")
+        canary = state.get("canary") if state else None
+        if canary:
+            # A canary in progress (or one whose controller died): end it, the live colour
+            # takes everything; the canary colour goes as a rolled-back canary does.
+            self._switch(live)
+            self._retire(canary)
+            self.docker.remove(self.names.colour(canary))
+            run = dict(state.get("canary_run") or {}) if state else {}
+            run.update(
+                {"state": "decided", "decision": "rollback", "reason": "make rollback-deploy",
+                 "outcome": f"rolled back: {live} serves 100 %, {canary} removed"}
+            )  # fmt: skip
+            self._record(run)
+            return DeployResult(
+                True, env, f"{env}: ended the canary of {canary}; {live} serves all of "
+                f"{self.stable_url}", live, live
+            )  # fmt: skip
         previous = other(live)
         name = self.names.colour(previous)
         info = self.docker.inspect(name)

@@ -43,10 +43,35 @@ class SmokeSection(StrictModel):
     cases: list[SmokeCase] = Field(min_length=1)
 
 
+class CanarySection(StrictModel):
+    """`make deploy CANARY=N`: how long the canary is watched, and what rolls it back."""
+
+    # The whole observation; the decision comes at its end unless a rule fails first.
+    window_s: float = Field(300, gt=0)
+    check_interval_s: float = Field(15, gt=0)
+    # No rule judges the canary before it has answered this many requests in the window.
+    min_requests: int = Field(50, ge=1)
+    # Answers 5xx / answers, on `endpoints`.
+    max_5xx_rate: float = Field(0.02, ge=0, le=1)
+    # Canary p95 <= stable p95 * max_p95_ratio + p95_slack_ms, on `latency_endpoints`.
+    max_p95_ratio: float = Field(1.5, ge=1)
+    p95_slack_ms: float = Field(50, ge=0)
+    # Canary estimated accuracy >= stable's - max_accuracy_drop (when both have one).
+    max_accuracy_drop: float = Field(0.05, ge=0, le=1)
+    # The canary's /metrics unanswered on this many checks in a row: roll back.
+    max_failed_scrapes: int = Field(2, ge=1)
+    # The window over with fewer than min_requests on the canary: this.
+    insufficient_traffic: Literal["rollback", "promote"] = "rollback"
+    endpoints: list[str] = Field(default_factory=lambda: ["/predict", "/explain", "/feedback"])
+    latency_endpoints: list[str] = Field(default_factory=lambda: ["/predict"])
+    request_timeout_s: float = Field(10, gt=0)
+
+
 class DeploymentConfig(StrictModel):
     image: ImageSection = ImageSection()
     environments: dict[str, EnvironmentSection]
     smoke: SmokeSection
+    canary: CanarySection = CanarySection()
 
     def environment(self, name: str) -> EnvironmentSection:
         if name not in self.environments:
@@ -60,6 +85,9 @@ DEPLOYMENT_ENV: dict[str, tuple[str, ...]] = {
     "DEPLOY_REGISTRY": ("image", "registry"),
     "DEPLOY_STARTUP_TIMEOUT_S": ("smoke", "startup_timeout_s"),
     "DEPLOY_MAX_LATENCY_MS": ("smoke", "max_latency_ms"),
+    "DEPLOY_CANARY_WINDOW_S": ("canary", "window_s"),
+    "DEPLOY_CANARY_CHECK_INTERVAL_S": ("canary", "check_interval_s"),
+    "DEPLOY_CANARY_MIN_REQUESTS": ("canary", "min_requests"),
 }
 
 

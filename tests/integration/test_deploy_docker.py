@@ -1,21 +1,25 @@
-"""Blue-green deploy with the real Docker engine and the service image.
+"""Blue-green and canary deploys with the real Docker engine and the service image.
 
 Uses the service image the session builds (tests/integration/conftest.py), or the one
-DEPLOY_TEST_IMAGE names. Three colours start in turn, so this takes minutes.
+DEPLOY_TEST_IMAGE names. Three colours start in turn in each test, so this takes minutes.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+import threading
+import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from types import TracebackType
 
 import httpx
 import pytest
 
 from deploy.bluegreen import BlueGreen, Names
-from deploy.config import EnvironmentSection, SmokeCase, SmokeSection
+from deploy.config import CanarySection, EnvironmentSection, SmokeCase, SmokeSection
 from deploy.docker import DockerCli
 from deploy.smoke import SmokeReport, run_smoke
 from loadtests.servers import free_port
@@ -119,3 +123,123 @@ def test_blue_green_deploy_failed_deploy_and_rollback(
     assert bg.live_colour() == "blue"
     assert docker.inspect(Names(name).colour("green")) is None
     assert httpx.get(f"{stable}/health", timeout=30).status_code == 200
+
+
+# --- canary releases --------------------------------------------------------------------------
+
+
+class Traffic:
+    """Threads posting /predict to the stable port, each request on a new connection (the
+    router splits connections), until the block ends; counts the answers."""
+
+    def __init__(self, url: str, threads: int = 3, pause_s: float = 0.02) -> None:
+        self.url = url
+        self.pause_s = pause_s
+        self.answers: Counter[str] = Counter()
+        self.stopping = threading.Event()
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+        self.lock = threading.Lock()
+
+    def _run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                status = str(
+                    httpx.post(self.url, json={"texts": ["a fine film"]}, timeout=60).status_code
+                )
+            except httpx.HTTPError as exc:
+                status = type(exc).__name__
+            with self.lock:
+                self.answers[status] += 1
+            time.sleep(self.pause_s)
+
+    def __enter__(self) -> Traffic:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join(90)
+
+
+class SlowAfterSmoke(ModelAgnosticSmoke):
+    """Passes the real smoke tests, then caps the new container at a sliver of a core
+    (`docker update --cpus`): a canary that answers correctly but slowly, with no fault
+    injected into the service."""
+
+    def __init__(self, container: str, cpus: str = "0.03") -> None:
+        super().__init__()
+        self.container = container
+        self.cpus = cpus
+
+    def __call__(self, url: str, cfg: SmokeSection, **kwargs: object) -> SmokeReport:
+        report = super().__call__(url, cfg, **kwargs)
+        if report.passed and not kwargs.get("health_only"):
+            subprocess.run(
+                ["docker", "update", "--cpus", self.cpus, self.container],
+                check=True, capture_output=True, timeout=60,
+            )  # fmt: skip
+        return report
+
+
+def test_canary_promoted_then_a_slow_canary_rolled_back(
+    docker: DockerCli, environment: tuple[str, EnvironmentSection], image_name: str
+) -> None:
+    name, section = environment
+    names = Names(name)
+    smoke_cfg = SmokeSection(
+        startup_timeout_s=400, latency_requests=3, max_latency_ms=20_000, cases=[
+            SmokeCase(text="placeholder", expected="positive")
+        ]
+    )  # fmt: skip
+    canary_cfg = CanarySection(
+        window_s=20, check_interval_s=5, min_requests=15, p95_slack_ms=200, max_failed_scrapes=3
+    )
+    lines: list[str] = []
+    bg = BlueGreen(
+        docker, name, section, smoke_cfg, smoke=ModelAgnosticSmoke(), log=lines.append,
+        canary_cfg=canary_cfg,
+    )  # fmt: skip
+    stable = f"http://127.0.0.1:{section.port}"
+    timings: dict[str, float] = {}
+
+    started = time.monotonic()
+    assert bg.deploy(image_name).ok
+    timings["blue"] = time.monotonic() - started
+    with Traffic(f"{stable}/predict") as traffic:
+        started = time.monotonic()
+        promoted = bg.deploy(image_name, canary=50)
+        timings["canary promoted"] = time.monotonic() - started
+        assert promoted.ok, f"{promoted.message}\n" + "\n".join(lines)
+        assert promoted.canary is not None and promoted.canary.action == "promote"
+        assert bg.live_colour() == "green"
+        assert docker.inspect(names.colour("blue")).running  # type: ignore[union-attr]
+        run = bg.status()["canary"]["last_run"]  # type: ignore[index]
+        assert run["decision"] == "promote" and 2 <= run["checks_total"] <= 4, run
+        # Both colours answered real traffic during the window, each seen in its own /metrics.
+        last = run["last"]
+        assert last["canary"]["requests"] >= 15 and last["stable"]["requests"] >= 15, last
+
+        bg.smoke = SlowAfterSmoke(names.colour("blue"))
+        started = time.monotonic()
+        rolled = bg.deploy(image_name, canary=50)
+        timings["canary rolled back"] = time.monotonic() - started
+        assert not rolled.ok
+        assert rolled.canary is not None and rolled.canary.action == "rollback"
+        assert rolled.canary.reason.startswith("p95: "), "\n".join(lines)
+        assert "canary blue rolled back" in rolled.message
+        assert bg.live_colour() == "green"
+        assert docker.inspect(names.colour("blue")) is None
+        time.sleep(2)  # a few more requests, all on green
+    status = bg.status()
+    assert status["canary"]["colour"] is None  # type: ignore[index]
+    assert status["canary"]["last_run"]["decision"] == "rollback"  # type: ignore[index]
+    assert httpx.get(f"{stable}/health", timeout=30).status_code == 200
+    # Through both canaries, the promotion and the rollback, no client saw an error.
+    assert set(traffic.answers) == {"200"}, traffic.answers
+    checks = [line for line in lines if "canary check" in line]
+    print("\n".join(checks))
+    print(f"timings (s): {timings}; answers through the stable port: {dict(traffic.answers)}")

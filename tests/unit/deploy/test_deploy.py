@@ -4,8 +4,11 @@ the router's file protocol and a real proxied connection."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
 import socket
+import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,7 +20,9 @@ import pytest
 from deploy import router
 from deploy.__main__ import image_name
 from deploy.bluegreen import BlueGreen, Names, other
+from deploy.canary import Sample, ScrapeError
 from deploy.config import (
+    CanarySection,
     EnvironmentSection,
     SmokeCase,
     SmokeSection,
@@ -55,11 +60,22 @@ class FakeContainer:
 
 
 class FakeDocker:
+    """Containers in a dict; `docker exec python /router.py ...` runs the real router script's
+    main() on a file of the fake container's own (a router copied in as "old" answers only
+    `get` and `set` HOST:PORT, as the first version did)."""
+
     def __init__(self) -> None:
         self.containers: dict[str, FakeContainer] = {}
         self.networks: set[str] = set()
         self.calls: list[str] = []
         self.images = {"img:1", "img:2"}
+        self._dir = tempfile.TemporaryDirectory()
+
+    def upstream_file(self, name: str) -> Path:
+        return Path(self._dir.name) / f"{name}.upstream"
+
+    def upstream(self, name: str = "sentiment-test-router") -> str:
+        return self.upstream_file(name).read_text()
 
     def image_exists(self, image: str) -> bool:
         return image in self.images
@@ -84,6 +100,7 @@ class FakeDocker:
         self.containers[name].running = True
 
     def stop(self, name: str) -> None:
+        self.calls.append(f"stop {name}")
         self.containers[name].running = False
 
     def remove(self, name: str) -> None:
@@ -95,15 +112,16 @@ class FakeDocker:
 
     def exec(self, name: str, command: Sequence[str]) -> tuple[int, str]:
         c = self.containers[name]
-        assert c.running and command[:2] == ["python", "/router.py"]
-        if command[2] == "get":
-            value = c.files.get("/tmp/upstream")
-            return (0, value) if value else (1, "")
-        if command[2] == "set":
-            c.files["/tmp/upstream"] = command[3]
-            self.calls.append(f"switch {command[3]}")
-            return 0, ""
-        return 2, "unknown"
+        assert c.running and list(command[:2]) == ["python", "/router.py"]
+        args = list(command[2:])
+        if c.files.get("/router.py") == "old" and (args[0] not in ("get", "set") or len(args) > 2):
+            return 2, f"router.py: error: argument action: invalid choice: '{args[0]}'"
+        if args[0] == "set":
+            self.calls.append(f"switch {' '.join(args[1:])}")
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = router.main([*args, "--upstream-file", str(self.upstream_file(name))])
+        return code, (out.getvalue() or err.getvalue()).strip()
 
     def logs(self, name: str, tail: int = 40) -> str:
         return f"log of {name}"
@@ -138,7 +156,7 @@ def test_first_deploy_goes_blue_behind_a_new_router() -> None:
     assert blue.spec.labels["sentiment.model_version"] == "1"
     router_c = docker.containers["sentiment-test-router"]
     assert router_c.spec.ports == {4100: 3000} and "/router.py" in router_c.files
-    assert router_c.files["/tmp/upstream"] == "sentiment-test-blue:3000"
+    assert docker.upstream() == "sentiment-test-blue:3000\n"
     # Smoke tests on the preview port first, then health through the stable port.
     assert smoke.calls == ["http://127.0.0.1:4101", "http://127.0.0.1:4100"]
 
@@ -228,6 +246,165 @@ def test_teardown_removes_router_and_both_colours() -> None:
         "sentiment-test-green",
     ]
     assert docker.containers == {} and bg.live_colour() is None
+
+
+# --- canary releases --------------------------------------------------------------------------
+
+CANARY = CanarySection(window_s=30, check_interval_s=10, min_requests=20)
+BLUE_URL, GREEN_URL = "http://127.0.0.1:4101", "http://127.0.0.1:4102"
+
+
+def requests(n: float, errors: float = 0) -> Sample:
+    """Cumulative counters of n requests, every one answered within 50 ms."""
+    return Sample(n, errors, ((0.05, n), (float("inf"), n)))
+
+
+class Scraper:
+    """Each colour's scrapes in turn, and a clock the controller's sleeps move."""
+
+    def __init__(self, answers: dict[str, list[Sample | str]]) -> None:
+        self.answers = {url: iter(items) for url, items in answers.items()}
+        self.now = 0.0
+
+    def __call__(self, url: str) -> Sample:
+        answer = next(self.answers[url])
+        if isinstance(answer, str):
+            raise ScrapeError(answer)
+        return answer
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def canary_bg(
+    docker: FakeDocker, smoke: FakeSmoke, scraper: Scraper, lines: list[str]
+) -> BlueGreen:
+    return BlueGreen(
+        docker, "test", ENV, SMOKE, smoke=smoke, log=lines.append, canary_cfg=CANARY,
+        scrape=scraper, clock=lambda: scraper.now, sleep=scraper.sleep,
+    )  # fmt: skip
+
+
+def test_a_healthy_canary_is_promoted_to_all_traffic() -> None:
+    docker, smoke, lines = FakeDocker(), FakeSmoke(), []
+    scraper = Scraper(
+        {
+            GREEN_URL: [requests(14), requests(24), requests(34), requests(44)],
+            BLUE_URL: [requests(100), requests(190), requests(280), requests(370)],
+        }
+    )
+    bg = canary_bg(docker, smoke, scraper, lines)
+    bg.deploy("img:1")
+    splits: list[str] = []
+
+    def log(line: str) -> None:
+        lines.append(line)
+        if "canary check" in line:
+            splits.append(docker.upstream())
+
+    bg.log = log
+    result = bg.deploy("img:2", canary=10)
+    assert result.ok, result.message
+    assert (result.live_before, result.live_after) == ("blue", "green")
+    assert result.canary is not None and result.canary.action == "promote"
+    # While the controller watched, the router sent 10 % of new connections to green.
+    assert len(splits) == 3 and json.loads(splits[2]) == {
+        "live": "sentiment-test-blue:3000", "canary": "sentiment-test-green:3000", "share": 10.0
+    }  # fmt: skip
+    assert docker.upstream() == "sentiment-test-green:3000\n"  # then 100 %, plain format
+    checks = [line for line in lines if "canary check" in line]
+    assert len(checks) == 3 and checks[-1].startswith("[test] canary check 3 at 30/30 s: green")
+    assert "-> PROMOTE: healthy over 30 s" in checks[-1]
+    assert docker.containers["sentiment-test-blue"].running  # kept for rollback-deploy
+    assert "canary green promoted after 3 checks" in result.message
+    status = bg.status()
+    assert status["live"] == "green"
+    run = status["canary"]["last_run"]  # type: ignore[index]
+    assert status["canary"]["colour"] is None  # type: ignore[index]
+    assert run["decision"] == "promote" and run["checks_total"] == 3
+    assert run["outcome"] == "promoted: green serves 100 %"
+    assert run["colour"] == "green" and run["stable"] == "blue" and run["share"] == 10
+    assert [c["n"] for c in run["checks"]] == [1, 2, 3]
+
+
+def test_a_failing_canary_is_rolled_back_and_removed() -> None:
+    docker, smoke, lines = FakeDocker(), FakeSmoke(), []
+    scraper = Scraper(
+        {
+            GREEN_URL: [requests(14), requests(40, errors=9)],
+            BLUE_URL: [requests(100), requests(300)],
+        }
+    )
+    bg = canary_bg(docker, smoke, scraper, lines)
+    bg.deploy("img:1")
+    result = bg.deploy("img:2", canary=25)
+    assert not result.ok
+    assert result.canary is not None and result.canary.action == "rollback"
+    assert result.canary.reason == "5xx_rate: 9/26 = 34.6% 5xx (max 2.0%)"
+    assert docker.upstream() == "sentiment-test-blue:3000\n"
+    assert "sentiment-test-green" not in docker.containers
+    assert result.logs == "log of sentiment-test-green"
+    assert "canary green rolled back (5xx_rate: 9/26" in result.message
+    assert "blue serves all of http://127.0.0.1:4100" in result.message
+    run = bg.status()["canary"]["last_run"]  # type: ignore[index]
+    assert run["decision"] == "rollback" and run["checks_total"] == 1
+    assert run["outcome"] == "rolled back: blue serves 100 %, green removed"
+
+
+def test_a_canary_without_a_live_colour_is_a_plain_switch() -> None:
+    docker, smoke, lines = FakeDocker(), FakeSmoke(), []
+    bg = canary_bg(docker, smoke, Scraper({}), lines)
+    result = bg.deploy("img:1", canary=10)
+    assert result.ok and result.live_after == "blue" and result.canary is None
+    assert any("nothing is live" in line for line in lines)
+
+
+def test_rollback_deploy_ends_a_canary_in_progress() -> None:
+    docker, smoke = FakeDocker(), FakeSmoke()
+    bg = make(docker, smoke)
+    bg.deploy("img:1")
+    bg.deploy("img:2")  # green live, blue previous
+    # A canary of blue left behind by a deploy process that died.
+    bg._split("green", "blue", 10)
+    assert bg.status()["canary"]["colour"] == "blue"  # type: ignore[index]
+    result = bg.rollback()
+    assert result.ok and "ended the canary of blue" in result.message
+    assert docker.upstream() == "sentiment-test-green:3000\n"
+    assert "sentiment-test-blue" not in docker.containers
+    assert bg.status()["canary"]["last_run"]["reason"] == "make rollback-deploy"  # type: ignore[index]
+
+
+def test_the_controller_stops_when_the_split_is_ended_from_outside() -> None:
+    docker, smoke, lines = FakeDocker(), FakeSmoke(), []
+    bg = canary_bg(docker, smoke, Scraper({}), lines)
+    bg.deploy("img:1")
+    bg._canary_is_current = lambda canary: lambda: False  # type: ignore[method-assign]
+    scraper = Scraper({GREEN_URL: [requests(0)], BLUE_URL: [requests(0)]})
+    bg.scrape = scraper
+    result = bg.deploy("img:2", canary=10)
+    assert not result.ok and result.canary is not None and result.canary.action == "aborted"
+    assert "the canary of green was ended" in result.message
+
+
+def test_an_old_router_is_upgraded_before_a_deploy() -> None:
+    docker, smoke = FakeDocker(), FakeSmoke()
+    bg = make(docker, smoke)
+    bg.deploy("img:1")
+    router_c = docker.containers["sentiment-test-router"]
+    router_c.files["/router.py"] = "old"
+    docker.upstream_file("sentiment-test-router").write_text("sentiment-test-blue:3000\n")
+    # The first version's router still answers get: status and live colour keep working.
+    assert bg.status()["live"] == "blue" and bg.live_colour() == "blue"
+    docker.calls.clear()
+    assert bg.deploy("img:2").ok
+    assert docker.calls.index("stop sentiment-test-router") < docker.calls.index(
+        "start sentiment-test-router"
+    )
+    assert router_c.files["/router.py"] == ROUTER_SOURCE
+    assert bg.live_colour() == "green"
+
+
+ROUTER_SOURCE = Path(router.__file__).read_text()
 
 
 def test_names_and_colours() -> None:
