@@ -57,7 +57,9 @@ def relative(on: list[float], off: list[float]) -> float:
 
 
 def summarize(
-    runs: list[dict[str, Any]], max_change: float, max_p50_ms: float | None
+    runs: list[dict[str, Any]],
+    max_change: float | None,
+    max_p50_ms: float | None,
 ) -> dict[str, Any]:
     by = {store: [r for r in runs if r["store"] == store] for store in ("off", "on")}
     p50 = {k: [r["p50_one_client_ms"] for r in v] for k, v in by.items()}
@@ -65,7 +67,9 @@ def summarize(
     p50_change = relative(p50["on"], p50["off"])
     rate_change = relative(rate["on"], rate["off"])
     p50_added = round(statistics.mean(p50["on"]) - statistics.mean(p50["off"]), 2)
-    within = p50_change <= max_change and rate_change >= -max_change
+    within = True
+    if max_change is not None:
+        within = p50_change <= max_change and rate_change >= -max_change
     if max_p50_ms is not None:
         within = within and p50_added <= max_p50_ms
     return {
@@ -84,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--off", required=True, help="its value for 'off'")
     parser.add_argument("--on", required=True, help="its value for 'on'")
     parser.add_argument("--extra", action="append", default=[], help="NAME=VALUE for both sides")
-    parser.add_argument("--max-change", type=float, default=0.05, help="relative, both figures")
+    parser.add_argument(
+        "--max-change", type=float, default=None, help="relative bound, both figures"
+    )
     parser.add_argument("--max-p50-ms", type=float, default=None, help="added one-client p50")
     parser.add_argument("--rounds", type=int, default=3, help="off/on pairs")
     parser.add_argument("--duration", type=float, default=12.0, help="seconds per load")

@@ -13,7 +13,7 @@ benchmark: ensure-model ## Platform vs baselines side by side; writes results/be
 
 feedback-overhead: ensure-model ## The prediction store's cost: one-client p50 and 32-client texts/s, store off/on alternating; results/feedback_overhead.json
 	$(PY) -m loadtests.setting_overhead --env SENTIMENT_FEEDBACK --off false --on true \
-		--out results/feedback_overhead.json
+		--max-change 0.05 --out results/feedback_overhead.json
 
 shadow-overhead: ensure-model ## A challenger in shadow (the served model as its own challenger, every prediction): the same figures; results/shadow_overhead.json
 	$(PY) -m loadtests.setting_overhead --env SENTIMENT_SHADOW_MODEL --off "" --on "$$($(PY) -c 'import bentoml; print(bentoml.models.get("sentiment:latest").tag)')" \
