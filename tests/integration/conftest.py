@@ -14,10 +14,29 @@ from pathlib import Path
 import psutil
 import pytest
 
+from loadtests.postgres import PostgresServer, PostgresUnavailable
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "scripts"
 BIN = Path(sys.executable).parent
 LOCAL_BASE_IMAGE = "sentiment-base:bookworm-py3.11"
+
+
+@contextlib.contextmanager
+def running_postgres(user: str, database: str) -> Iterator[PostgresServer]:
+    """Debian's PostgreSQL in a temporary folder, for one test module: a failure that says what
+    to install (never a skip) where its binaries are missing."""
+    try:
+        server = PostgresServer(user=user, database=database)
+    except PostgresUnavailable as exc:
+        pytest.fail(f"PostgreSQL: {exc} (.ci/run installs Debian's postgresql)", pytrace=False)
+    started = time.monotonic()
+    try:
+        server.start(timeout=60)
+        print(f"PostgreSQL up in {time.monotonic() - started:.1f} s on port {server.port}")
+        yield server
+    finally:
+        server.stop()
 
 
 def run(

@@ -14,8 +14,9 @@ import httpx
 import psutil
 import pytest
 
-from loadtests.postgres import PostgresServer, PostgresUnavailable
+from loadtests.postgres import PostgresServer
 from loadtests.servers import ServerProcess, own_bentoml_home
+from tests.integration.conftest import running_postgres
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -128,15 +129,8 @@ def test_feedback_counts_survive_restart_and_kill_9(env: dict[str, str], tmp_pat
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[PostgresServer]:
-    try:
-        server = PostgresServer(user="feedback", database="feedback")
-    except PostgresUnavailable as exc:
-        pytest.fail(f"PostgreSQL: {exc} (.ci/run installs Debian's postgresql)", pytrace=False)
-    try:
-        server.start(timeout=60)
+    with running_postgres("feedback", "feedback") as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_two_replicas_share_one_postgresql_store(

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from loadtests.postgres import PostgresServer, PostgresUnavailable
+from loadtests.postgres import PostgresServer
 from monitoring.prediction_store import (
     METADATA,
     FeedbackItem,
@@ -22,6 +22,7 @@ from monitoring.prediction_store import (
     text_digest,
 )
 from sentiment.labels import LABEL_NAMES
+from tests.integration.conftest import running_postgres
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -33,21 +34,8 @@ OpenStore = Callable[..., PredictionStore]
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[PostgresServer]:
-    try:
-        server = PostgresServer(user="predictions", database="predictions")
-    except PostgresUnavailable as exc:
-        pytest.fail(f"PostgreSQL: {exc} (.ci/run installs Debian's postgresql)", pytrace=False)
-    started = time.monotonic()
-    try:
-        server.start(timeout=60)
-    except Exception:
-        server.stop()
-        raise
-    print(f"PostgreSQL up in {time.monotonic() - started:.1f} s on port {server.port}")
-    try:
+    with running_postgres("predictions", "predictions") as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

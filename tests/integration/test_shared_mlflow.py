@@ -14,30 +14,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from loadtests.postgres import PostgresServer, PostgresUnavailable
+from loadtests.postgres import PostgresServer
 from loadtests.servers import ServerProcess, free_port
 from tests.conftest import TINY_TRAINING
+from tests.integration.conftest import running_postgres
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[PostgresServer]:
-    try:
-        server = PostgresServer()
-    except PostgresUnavailable as exc:
-        pytest.fail(f"PostgreSQL: {exc} (.ci/run installs Debian's postgresql)", pytrace=False)
-    started = time.monotonic()
-    try:
-        server.start(timeout=60)
-    except Exception:
-        server.stop()
-        raise
-    print(f"PostgreSQL up in {time.monotonic() - started:.1f} s on port {server.port}")
-    try:
+    with running_postgres("mlflow", "mlflow") as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

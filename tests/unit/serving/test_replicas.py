@@ -36,7 +36,11 @@ class FakeReplica:
     def explain(self, texts: list[str]) -> list[dict[str, Any]]:
         if "crash" in texts:
             os._exit(3)
-        return [{"words": t.split(), "pid": os.getpid(), "nice": os.nice(0)} for t in texts]
+        policy = os.sched_getscheduler(0)
+        return [
+            {"words": t.split(), "pid": os.getpid(), "nice": os.nice(0), "policy": policy}
+            for t in texts
+        ]
 
     def info(self) -> dict[str, Any]:
         return {"tag": "fake:v1"}
@@ -81,6 +85,7 @@ def test_explanations_run_in_a_niced_process_of_their_own(pool: ReplicaPool) -> 
     model_pids = {p.process.pid for p in pool._replicas}
     assert first[0]["pid"] == pool.explainer_pid() and first[0]["pid"] not in model_pids
     assert first[0]["nice"] == os.nice(0) + load_serving_config(env={}).explain.niceness
+    assert first[0]["policy"] == os.SCHED_IDLE
     assert pool.explain(["x"])[0]["pid"] == first[0]["pid"]  # kept for the next request
     assert pool.classify(["ok"])[0]["pid"] in model_pids
 
