@@ -65,11 +65,13 @@ def json_answer(conn: socket.socket) -> bytes:
 
 
 def model_processes(server_pid: int) -> list[psutil.Process]:
-    """The server's model replicas: the processes it spawned with multiprocessing."""
+    """The server's model replicas: the processes it spawned with multiprocessing at the
+    server's own priority (the explaining and shadow processes run niced, beside them)."""
+    server = psutil.Process(server_pid)
     found = []
-    for proc in psutil.Process(server_pid).children(recursive=True):
+    for proc in server.children(recursive=True):
         with contextlib.suppress(psutil.NoSuchProcess):
-            if "spawn_main" in " ".join(proc.cmdline()):
+            if "spawn_main" in " ".join(proc.cmdline()) and proc.nice() == server.nice():
                 found.append(proc)
     return found
 

@@ -54,8 +54,11 @@ def test_a_whole_column_of_2048_texts_is_answered_and_2049_is_refused(served_url
     assert resp.status_code == 200, resp.text[:300]
     predictions = resp.json()["predictions"]
     assert len(predictions) == 2048
-    # Cut into batches, answered in order: the same text gets the same answer everywhere.
-    assert predictions[0] == predictions[30] == predictions[2040]
+    # Cut into batches, answered in order: the same text gets the same answer everywhere, each
+    # with an id of its own.
+    answers = [(p["sentiment"], p["confidence"]) for p in predictions]
+    assert answers[0] == answers[30] == answers[2040]
+    assert len({p["id"] for p in predictions}) == 2048
     over = httpx.post(f"{served_url}/predict", json={"texts": [*texts, "x"]}, timeout=60)
     assert over.status_code == 413 and "2049 texts" in over.json()["error"]
 
