@@ -161,7 +161,8 @@ class SentimentAPI:
         self.explaining = 0
         self.shadow: ShadowScorer | None = None
         self.shadow_process: ReplicaProcess | None = None
-        self.shadow_tag: str | None = None
+        # What the challenger's replica says about itself (Replica.info: tag, version, ...).
+        self.shadow_info: dict[str, Any] | None = None
         self.start_shadow()
         self.stopping = threading.Event()
         if CONFIG.api.metrics_enabled:
@@ -254,11 +255,10 @@ class SentimentAPI:
         if tag is None:
             logger.warning("no model in the store for shadow.model %r: no shadow", spec)
             return
-        self.shadow_process, info = start_side_process(
+        self.shadow_process, self.shadow_info = start_side_process(
             CONFIG, tag, "shadow", CONFIG.shadow.niceness
         )
-        self.shadow_tag = str(info["tag"])
-        version = self.shadow_tag.split(":", 1)[1]
+        version = str(self.shadow_info["version"])
         store = self.store
 
         def on_scored(ids: list[str], raw: list[dict[str, Any]]) -> None:
@@ -280,18 +280,18 @@ class SentimentAPI:
         self.shadow.start()
         logger.info(
             "shadow: %s scores %.0f%% of predictions",
-            self.shadow_tag,
+            self.shadow_info["tag"],
             100 * CONFIG.shadow.sample_rate,
         )
 
     def shadow_summary(self) -> dict[str, Any] | None:
         """GET /monitoring's `shadow` block: the challenger against the served model over the
         last `shadow.window` shadowed predictions."""
-        if self.store is None or self.shadow_tag is None:
+        if self.store is None or self.shadow_info is None:
             return None
-        version = self.shadow_tag.split(":", 1)[1]
-        pairs = self.store.shadow_pairs(version, CONFIG.shadow.window)
-        return shadow_report(self.shadow_tag, [(p.champion, p.challenger, p.true) for p in pairs])
+        pairs = self.store.shadow_pairs(str(self.shadow_info["version"]), CONFIG.shadow.window)
+        tag = str(self.shadow_info["tag"])
+        return shadow_report(tag, [(p.champion, p.challenger, p.true) for p in pairs])
 
     def labelled(self, window: int) -> list[tuple[str, str]]:
         """(predicted, true) labels of the served version's latest `window` labelled predictions."""

@@ -334,7 +334,8 @@ def _delete_beyond_newest(conn: Connection, keep: int) -> int:
     return conn.execute(delete(PREDICTIONS).where(older)).rowcount
 
 
-def _delete_orphan_feedback(conn: Connection) -> int:
+def _delete_orphans(conn: Connection) -> int:
+    """Feedback and shadow predictions whose prediction retention deleted."""
     has_prediction = exists().where(PREDICTIONS.c.id == FEEDBACK.c.prediction_id)
     deleted = conn.execute(delete(FEEDBACK).where(~has_prediction)).rowcount
     shadowed = exists().where(PREDICTIONS.c.id == SHADOW.c.prediction_id)
@@ -611,7 +612,7 @@ class PredictionStore:
         with self._write_lock, engine.begin() as conn:
             deleted = _delete_older_than(conn, cutoff)
             deleted += _delete_beyond_newest(conn, self.max_rows)
-            _delete_orphan_feedback(conn)
+            _delete_orphans(conn)
         return deleted
 
     # --- the writer thread -------------------------------------------------------------------
