@@ -108,7 +108,10 @@ def cache_path(
     results_dir: Path, ref: ModelVersion, dataset: Mapping[str, Any], as_served: bool
 ) -> Path:
     mode = "served" if as_served else "fp32"
-    key = f"{ref.name}-v{ref.version}__{dataset['name']}-{dataset['sha256'][:12]}-{mode}.json"
+    # The run id too: a fresh mlflow.db (or another tracking server) numbers its first version 1
+    # again, and a result cached for another model's "v1" must not judge this one.
+    version = f"{ref.name}-v{ref.version}-{ref.run_id[:12]}"
+    key = f"{version}__{dataset['name']}-{dataset['sha256'][:12]}-{mode}.json"
     return results_dir / "evaluations" / key
 
 

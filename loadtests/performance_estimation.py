@@ -399,13 +399,8 @@ def verdict(rows: Sequence[Mapping[str, Any]], method: str) -> dict[str, Any]:
 
 def build_pools(training_config: Path, seed: int, max_pool: int) -> list[Pool]:
     from sentiment.config import load_training_config
-    from sentiment.data import (
-        holdout_split,
-        read_tsv,
-        resolve_reviews_file,
-        resolve_sst2_dir,
-        sample_rows,
-    )
+    from sentiment.data import read_tsv, resolve_reviews_file, resolve_sst2_dir
+    from training.train import select_training_rows
 
     training = load_training_config(training_config)
     folder = resolve_sst2_dir(training.data.data_dir)
@@ -413,9 +408,7 @@ def build_pools(training_config: Path, seed: int, max_pool: int) -> list[Pool]:
         raise SystemExit("SST-2 TSV files not found: set SENTIMENT_DATA_DIR")
     validation = read_tsv(folder / "validation.tsv")
     train = read_tsv(folder / "train.tsv")
-    train_rows, _ = holdout_split(len(train), training.data.holdout_size, training.training.seed)
-    # The rows training.train.prepare_data trained on: the texts the model saw.
-    seen = set(sample_rows(train.subset(train_rows), training.training.max_train_samples, 0).texts)
+    seen = set(select_training_rows(train, training)[0].texts)
     excluded = {t.strip() for t in seen | set(validation.texts)}
     rng = np.random.default_rng(seed)
 

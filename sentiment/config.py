@@ -58,6 +58,18 @@ class TrainingSection(StrictModel):
     max_train_samples: int | None = Field(None, ge=1)
     max_eval_samples: int | None = Field(None, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Batches of rows of similar token length (shuffled batch order): SST-2's training rows run
+    # from 1 to 50+ words, so random batches are mostly padding (training/batches.py).
+    length_grouped: bool = False
+    # No gradients or optimizer state for the 11.7 M word-embedding weights (half of MiniLM).
+    freeze_embeddings: bool = False
+    # Layer-wise learning-rate decay: layer k of L gets learning_rate * decay ** (L - k), the
+    # embeddings decay ** (L + 1); 1.0 = one learning rate for all.
+    layer_lr_decay: float = Field(1.0, gt=0, le=1)
+    # "logistic": the classifier head starts as a logistic regression fitted on the frozen
+    # model's pooled outputs of head_init_rows training rows, instead of random weights.
+    head_init: Literal["random", "logistic"] = "random"
+    head_init_rows: int = Field(2000, ge=10)
 
 
 class DataSection(StrictModel):
@@ -69,6 +81,9 @@ class DataSection(StrictModel):
     data_dir: str | None = None
     # Sentences of the training split never trained on: the "no drift" traffic for monitoring.
     holdout_size: int = Field(2000, ge=0)
+    # Train only on rows of at least this many words (0 = every row). SST-2's training split is
+    # mostly sub-sentence phrases; validation and real traffic are whole sentences.
+    min_words: int = Field(0, ge=0)
 
     @field_validator("eval_splits", mode="before")
     @classmethod

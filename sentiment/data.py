@@ -138,6 +138,13 @@ def sample_rows(data: LabelledTexts, limit: int | None, seed: int) -> LabelledTe
     return data.subset(sorted(order.tolist()))
 
 
+def rows_with_min_words(data: LabelledTexts, min_words: int) -> LabelledTexts:
+    """The rows of at least `min_words` whitespace-separated words, in their order."""
+    if min_words <= 1:
+        return data
+    return data.subset([i for i, text in enumerate(data.texts) if len(text.split()) >= min_words])
+
+
 def label_counts(labels: Sequence[int]) -> Mapping[str, int]:
     return {name: sum(1 for v in labels if v == i) for i, name in enumerate(LABEL_NAMES)}
 

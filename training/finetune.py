@@ -18,6 +18,7 @@ from sentiment.labels import LABEL_NAMES
 from sentiment.metrics import classification_metrics
 from serving.classifier import resolve_device
 from training import distributed
+from training.batches import length_grouped_batches, padded_tokens, random_batches
 
 
 def resolve_base_model(name: str) -> str:
@@ -121,47 +122,46 @@ def finetune(
     )
     model = model.to(device)
 
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
-    groups = [
-        {
-            "params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
-            "weight_decay": cfg.training.weight_decay,
-        },
-        {
-            "params": [p for n, p in model.named_parameters() if n.endswith(no_decay)],
-            "weight_decay": 0.0,
-        },
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=cfg.training.learning_rate)
+    # Fine-tuning time includes the head's regression and the length pass: both are its cost.
+    started = time.perf_counter()
+    if cfg.training.head_init == "logistic":
+        init_head_from_logistic(model, tokenizer, train, cfg, device)
+    optimizer = torch.optim.AdamW(parameter_groups(model, cfg), lr=cfg.training.learning_rate)
     batch = cfg.training.batch_size
-    # With N processes each takes every N-th row of an epoch: N times fewer steps of `batch`.
-    rows_per_rank = len(distributed.shard(np.arange(len(train)), world))
-    steps_per_epoch = (rows_per_rank + batch - 1) // batch
+    lengths = token_lengths(tokenizer, train, cfg) if cfg.training.length_grouped else None
+    rng = np.random.default_rng(cfg.training.seed)
+
+    def epoch_batches() -> list[np.ndarray]:
+        # With N processes each takes every N-th row of an epoch: N times fewer steps.
+        order = distributed.shard(rng.permutation(len(train)), world)
+        if lengths is None:
+            return random_batches(order, batch)
+        return length_grouped_batches(order, lengths, batch, rng)
+
+    first_epoch = epoch_batches()
+    steps_per_epoch = len(first_epoch)
     trained = distributed.wrap(model, world, device)
     total_steps = steps_per_epoch * cfg.training.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, linear_warmup_schedule(total_steps, warmup_step_count(cfg, total_steps))
     )
     use_amp = device.type == "cuda"
-    rng = np.random.default_rng(cfg.training.seed)
 
     best_f1 = -1.0
     best_state: dict[str, torch.Tensor] | None = None
     result = FinetuneResult(model, tokenizer, 0, {}, device=device.type)
-    started = time.perf_counter()
     for epoch in range(1, cfg.training.epochs + 1):
         epoch_start = time.perf_counter()
         model.train()
-        order = distributed.shard(rng.permutation(len(train)), world)
+        batches = first_epoch if epoch == 1 else epoch_batches()
         running = 0.0
         bar = tqdm(
-            range(steps_per_epoch),
+            batches,
             desc=f"epoch {epoch}/{cfg.training.epochs}",
             unit="batch",
             disable=not world.is_main,
         )
-        for step in bar:
-            rows = order[step * batch : (step + 1) * batch]
+        for step, rows in enumerate(bar):
             enc = tokenizer(
                 [train.texts[i] for i in rows],
                 padding=True,
@@ -188,9 +188,10 @@ def finetune(
             epoch, train_loss, eval_loss, metrics, time.perf_counter() - epoch_start
         )
         result.history.append(epoch_result)
+        padding = f" padded_tokens={padded_tokens(batches, lengths)}" if lengths is not None else ""
         tqdm.write(
-            f"epoch {epoch}: train_loss={epoch_result.train_loss:.4f} eval_loss={eval_loss:.4f} "
-            + " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+            f"epoch {epoch}: train_loss={epoch_result.train_loss:.4f} eval_loss={eval_loss:.4f}"
+            f"{padding} " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
         )
         if on_epoch is not None:
             on_epoch(epoch_result)
@@ -203,7 +204,7 @@ def finetune(
     result.train_seconds = time.perf_counter() - started
     if world.distributed:
         print(
-            f"rank {world.rank}/{world.size}: {len(order)} sentences per epoch, "
+            f"rank {world.rank}/{world.size}: {sum(map(len, batches))} sentences per epoch, "
             f"{steps_per_epoch} steps of {batch}, weights {distributed.weights_digest(model)}",
             flush=True,
         )
@@ -213,6 +214,79 @@ def finetune(
         model.load_state_dict(best_state)
     result.model = model.to("cpu").eval()
     return result
+
+
+def token_lengths(tokenizer: Any, data: LabelledTexts, cfg: TrainingConfig) -> np.ndarray:
+    """Each row's token count as the model sees it (special tokens in, truncated)."""
+    ids = tokenizer(list(data.texts), truncation=True, max_length=cfg.model.max_length)
+    return np.array([len(row) for row in ids["input_ids"]])
+
+
+def parameter_groups(model: Any, cfg: TrainingConfig) -> list[dict[str, Any]]:
+    """AdamW groups: weight decay off for biases and LayerNorm, layer-wise learning rates,
+    and the word embeddings left out (and frozen) when freeze_embeddings is on."""
+    t = cfg.training
+    if t.freeze_embeddings:
+        model.base_model.embeddings.word_embeddings.weight.requires_grad_(False)
+    layers = model.config.num_hidden_layers
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
+    groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        depth = layer_depth(name, layers)
+        lr = t.learning_rate * t.layer_lr_decay ** (layers - depth)
+        decay = 0.0 if name.endswith(no_decay) else t.weight_decay
+        groups.setdefault((lr, decay), []).append(param)
+    return [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
+
+
+def layer_depth(name: str, layers: int) -> int:
+    """0-based depth of a parameter for layer-wise decay: embeddings -1, encoder layer k -> k,
+    everything above the encoder (pooler, classifier) -> layers."""
+    if ".embeddings." in f".{name}":
+        return -1
+    marker = ".layer."
+    if ".encoder" in name and marker in name:
+        return int(name.split(marker, 1)[1].split(".", 1)[0])
+    return layers
+
+
+@torch.inference_mode()
+def init_head_from_logistic(
+    model: Any, tokenizer: Any, train: LabelledTexts, cfg: TrainingConfig, device: torch.device
+) -> float:
+    """Fit a logistic regression on the frozen model's pooled outputs of head_init_rows training
+    rows and copy it into the 2-way classifier: fine-tuning then starts from a head that already
+    separates the classes instead of a random one. Returns the regression's training accuracy."""
+    from sklearn.linear_model import LogisticRegression
+
+    rows = np.random.default_rng(cfg.training.seed).permutation(len(train))
+    rows = rows[: cfg.training.head_init_rows]
+    rows = rows[np.argsort([len(train.texts[i]) for i in rows], kind="stable")]
+    model.eval()
+    features = []
+    size = cfg.training.eval_batch_size
+    for start in range(0, len(rows), size):
+        enc = tokenizer(
+            [train.texts[i] for i in rows[start : start + size]],
+            padding=True,
+            truncation=True,
+            max_length=cfg.model.max_length,
+            return_tensors="pt",
+        ).to(device)
+        features.append(model.base_model(**enc).pooler_output.float().cpu().numpy())
+    x = np.concatenate(features)
+    y = np.array([train.labels[i] for i in rows])
+    regression = LogisticRegression(C=1.0, max_iter=1000).fit(x, y)
+    half_w = torch.tensor(regression.coef_[0] / 2, dtype=torch.float32)
+    half_b = float(regression.intercept_[0]) / 2
+    head = model.classifier
+    head.weight.copy_(torch.stack([-half_w, half_w]).to(head.weight.device))
+    head.bias.copy_(torch.tensor([-half_b, half_b], device=head.bias.device))
+    accuracy = float(regression.score(x, y))
+    tqdm.write(f"classifier head from a logistic regression on {len(rows)} rows: {accuracy:.4f}")
+    return accuracy
 
 
 def save_pretrained(result: FinetuneResult, folder: str | Path) -> Path:

@@ -30,6 +30,7 @@ from sentiment.data import (
     holdout_split,
     label_counts,
     load_splits,
+    rows_with_min_words,
     sample_rows,
 )
 from training.distributed import world_from_env
@@ -49,16 +50,28 @@ class TrainingOutcome:
 
 
 def prepare_data(cfg: TrainingConfig) -> tuple[LabelledTexts, LabelledTexts]:
-    """Training rows (hold-out removed, then sampled) and the evaluation split."""
+    """Training rows (hold-out removed, filtered, then sampled) and the evaluation split."""
     eval_split = cfg.data.eval_splits[0]
     splits = load_splits(
         [cfg.data.train_split, eval_split], cfg.data.data_dir, cfg.data.dataset, cfg.data.task
     )
-    full_train = splits[cfg.data.train_split]
-    train_rows, _ = holdout_split(len(full_train), cfg.data.holdout_size, cfg.training.seed)
-    train = sample_rows(full_train.subset(train_rows), cfg.training.max_train_samples, 0)
+    train, _ = select_training_rows(splits[cfg.data.train_split], cfg)
     evaluation = sample_rows(splits[eval_split], cfg.training.max_eval_samples, 0)
     return train, evaluation
+
+
+def select_training_rows(
+    full_train: LabelledTexts, cfg: TrainingConfig
+) -> tuple[LabelledTexts, list[int]]:
+    """The rows a model trained with `cfg` saw, and the hold-out's row numbers in `full_train`.
+
+    The drift benchmark calls this too: its "no drift" pool must be sentences the model never
+    saw."""
+    train_rows, holdout_rows = holdout_split(
+        len(full_train), cfg.data.holdout_size, cfg.training.seed
+    )
+    pool = rows_with_min_words(full_train.subset(train_rows), cfg.data.min_words)
+    return sample_rows(pool, cfg.training.max_train_samples, 0), holdout_rows
 
 
 def pip_requirements() -> list[str]:

@@ -247,12 +247,15 @@ def test_format_table_shows_each_figure() -> None:
     assert "latency per text" in text
 
 
-def test_cache_path_is_keyed_by_version_data_and_mode(tmp_path: Path) -> None:
-    ref = ModelVersion("sentiment", "3", "run", "models:/sentiment@candidate")
+def test_cache_path_is_keyed_by_version_run_data_and_mode(tmp_path: Path) -> None:
+    ref = ModelVersion("sentiment", "3", "0123456789abcdef", "models:/sentiment@candidate")
     data = {"name": "sst2_validation", "sha256": "0123456789abcdef" * 4}
     a = cache_path(tmp_path, ref, data, True)
-    assert a.name == "sentiment-v3__sst2_validation-0123456789ab-served.json"
+    assert a.name == "sentiment-v3-0123456789ab__sst2_validation-0123456789ab-served.json"
     assert cache_path(tmp_path, ref, data, False) != a
+    # Version 3 of another registry (or of a recreated mlflow.db) is another model.
+    other_run = ModelVersion("sentiment", "3", "fedcba9876543210", "models:/sentiment/3")
+    assert cache_path(tmp_path, other_run, data, True) != a
 
 
 # --- inputs -----------------------------------------------------------------------------------

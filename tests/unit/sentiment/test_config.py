@@ -33,10 +33,15 @@ def test_empty_env_value_is_ignored() -> None:
 def test_shipped_profiles_parse() -> None:
     full = load_training_config("configs/training_config.yaml", env={})
     quick = load_training_config("configs/training_quick.yaml", env={})
+    cpu = load_training_config("configs/training_cpu.yaml", env={})
     assert full.model.base_model == PACKAGED_MINILM
     assert full.training.max_train_samples is None
-    assert quick.training.max_train_samples == 3000
-    assert quick.training.epochs == 1
+    assert quick.training.max_train_samples == 10000
+    assert quick.training.epochs == cpu.training.epochs == 1
+    # The CPU-side levers the two CPU profiles were measured with.
+    for profile in (quick, cpu):
+        assert profile.training.length_grouped and profile.training.freeze_embeddings
+    assert cpu.training.max_train_samples is None and cpu.data.holdout_size == 2000
     assert full.mlflow.alias == "candidate"
 
 
