@@ -186,6 +186,10 @@ def error_rule(canary: WindowStats, cfg: CanarySection) -> RuleResult:
 def latency_rule(canary: WindowStats, stable: WindowStats | None, cfg: CanarySection) -> RuleResult:
     if canary.latency_count < cfg.min_requests or canary.p95_s is None:
         return RuleResult("p95", None, f"{canary.latency_count:.0f} timed requests so far")
+    if canary.p95_s * 1000 > cfg.max_p95_ms + _EPS:
+        return RuleResult(
+            "p95", False, f"{canary.p95_s * 1000:.0f} ms over the {cfg.max_p95_ms:.0f} ms ceiling"
+        )
     if stable is None or stable.latency_count < cfg.min_requests or stable.p95_s is None:
         return RuleResult(
             "p95", None, f"{canary.p95_s * 1000:.0f} ms, no stable p95 to compare with"
@@ -231,6 +235,7 @@ def judge(
       have an estimate);
     - the window over: promote when the canary reached `min_requests` (rules without evidence
       do not block), else `insufficient_traffic`;
+    - whatever the stable colour shows, a canary p95 over `max_p95_ms` fails the p95 rule;
     - otherwise continue.
     """
     if failed_scrapes >= cfg.max_failed_scrapes:

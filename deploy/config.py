@@ -56,6 +56,9 @@ class CanarySection(StrictModel):
     # Canary p95 <= stable p95 * max_p95_ratio + p95_slack_ms, on `latency_endpoints`.
     max_p95_ratio: float = Field(1.5, ge=1)
     p95_slack_ms: float = Field(50, ge=0)
+    # Canary p95 above this rolls it back even with no stable p95 to compare with (the router
+    # splits connections, so a window can leave the stable colour too few timed requests).
+    max_p95_ms: float = Field(2000, gt=0)
     # Canary estimated accuracy >= stable's - max_accuracy_drop (when both have one).
     max_accuracy_drop: float = Field(0.05, ge=0, le=1)
     # The canary's /metrics unanswered on this many checks in a row: roll back.
@@ -88,6 +91,7 @@ DEPLOYMENT_ENV: dict[str, tuple[str, ...]] = {
     "DEPLOY_CANARY_WINDOW_S": ("canary", "window_s"),
     "DEPLOY_CANARY_CHECK_INTERVAL_S": ("canary", "check_interval_s"),
     "DEPLOY_CANARY_MIN_REQUESTS": ("canary", "min_requests"),
+    "DEPLOY_CANARY_MAX_P95_MS": ("canary", "max_p95_ms"),
 }
 
 

@@ -196,7 +196,12 @@ def test_canary_promoted_then_a_slow_canary_rolled_back(
         ]
     )  # fmt: skip
     canary_cfg = CanarySection(
-        window_s=20, check_interval_s=5, min_requests=15, p95_slack_ms=200, max_failed_scrapes=3
+        window_s=20,
+        check_interval_s=5,
+        min_requests=15,
+        p95_slack_ms=200,
+        max_failed_scrapes=3,
+        max_p95_ms=1000,
     )
     lines: list[str] = []
     bg = BlueGreen(

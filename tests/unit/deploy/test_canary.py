@@ -161,11 +161,22 @@ def test_p95_against_the_stable_colour() -> None:
     slow = judge(stats(p95_s=0.21), stats(p95_s=0.1), 30, 0, CFG)
     assert slow.action == "rollback"
     assert slow.reason == "p95: 210 ms vs stable 100 ms (max 200 ms)"
-    # Too few timed requests on the stable colour: no evidence, no failure.
-    quiet = judge(stats(p95_s=5.0), stats(requests=5, p95_s=0.1), 30, 0, CFG)
+    # Too few timed requests on the stable colour: no evidence, no failure...
+    quiet = judge(stats(p95_s=1.5), stats(requests=5, p95_s=0.1), 30, 0, CFG)
     assert quiet.action == "continue" and quiet.rules[1].passed is None
-    assert quiet.rules[1].detail == "5000 ms, no stable p95 to compare with"
-    assert judge(stats(p95_s=5.0), None, 30, 0, CFG).rules[1].passed is None
+    assert quiet.rules[1].detail == "1500 ms, no stable p95 to compare with"
+    assert judge(stats(p95_s=1.5), None, 30, 0, CFG).rules[1].passed is None
+    assert judge(stats(p95_s=1.5), None, 60, 0, CFG).action == "promote"
+
+
+def test_p95_ceiling_needs_no_stable_colour() -> None:
+    # ...unless the canary is over the absolute ceiling (2000 ms by default), which once let a
+    # CPU-starved canary through a window that left the stable colour few timed requests.
+    for stable in (None, stats(requests=5, p95_s=0.1), stats(p95_s=10.0)):
+        slow = judge(stats(p95_s=2.5), stable, 30, 0, CFG)
+        assert slow.action == "rollback"
+        assert slow.reason == "p95: 2500 ms over the 2000 ms ceiling"
+    assert judge(stats(p95_s=2.0), None, 30, 0, CFG).action == "continue"
 
 
 def test_estimated_accuracy_drop_and_null_as_no_evidence() -> None:
