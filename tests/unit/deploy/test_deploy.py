@@ -142,7 +142,9 @@ class FakeSmoke:
 
 
 def make(docker: FakeDocker, smoke: FakeSmoke) -> BlueGreen:
-    return BlueGreen(docker, "test", ENV, SMOKE, smoke=smoke, log=lambda _: None)
+    return BlueGreen(
+        docker, "test", ENV, SMOKE, smoke=smoke, log=lambda _: None, sleep=lambda _: None
+    )
 
 
 def test_first_deploy_goes_blue_behind_a_new_router() -> None:
