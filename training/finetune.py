@@ -69,6 +69,13 @@ def warmup_step_count(cfg: TrainingConfig, total_steps: int) -> int:
     return round(cfg.training.warmup_ratio * total_steps)
 
 
+def encode(tokenizer: Any, texts: list[str], cfg: TrainingConfig, device: torch.device) -> Any:
+    """One padded, truncated batch on `device`: how every pass of fine-tuning tokenizes."""
+    return tokenizer(
+        texts, padding=True, truncation=True, max_length=cfg.model.max_length, return_tensors="pt"
+    ).to(device)
+
+
 @torch.inference_mode()
 def evaluate(
     model: Any, tokenizer: Any, data: LabelledTexts, cfg: TrainingConfig, device: torch.device
@@ -81,14 +88,7 @@ def evaluate(
     for start in range(0, len(data), size):
         texts = data.texts[start : start + size]
         labels = torch.tensor(data.labels[start : start + size], device=device)
-        enc = tokenizer(
-            texts,
-            padding=True,
-            truncation=True,
-            max_length=cfg.model.max_length,
-            return_tensors="pt",
-        ).to(device)
-        out = model(**enc, labels=labels)
+        out = model(**encode(tokenizer, texts, cfg, device), labels=labels)
         total_loss += float(out.loss) * len(texts)
         all_logits.append(out.logits.float().cpu().numpy())
     logits = np.concatenate(all_logits) if all_logits else np.zeros((0, 2))
@@ -162,13 +162,7 @@ def finetune(
             disable=not world.is_main,
         )
         for step, rows in enumerate(bar):
-            enc = tokenizer(
-                [train.texts[i] for i in rows],
-                padding=True,
-                truncation=True,
-                max_length=cfg.model.max_length,
-                return_tensors="pt",
-            ).to(device)
+            enc = encode(tokenizer, [train.texts[i] for i in rows], cfg, device)
             labels = torch.tensor([train.labels[i] for i in rows], device=device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 loss = trained(**enc, labels=labels).loss
@@ -268,13 +262,7 @@ def init_head_from_logistic(
     features = []
     size = cfg.training.eval_batch_size
     for start in range(0, len(rows), size):
-        enc = tokenizer(
-            [train.texts[i] for i in rows[start : start + size]],
-            padding=True,
-            truncation=True,
-            max_length=cfg.model.max_length,
-            return_tensors="pt",
-        ).to(device)
+        enc = encode(tokenizer, [train.texts[i] for i in rows[start : start + size]], cfg, device)
         features.append(model.base_model(**enc).pooler_output.float().cpu().numpy())
     x = np.concatenate(features)
     y = np.array([train.labels[i] for i in rows])

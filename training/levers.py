@@ -3,9 +3,9 @@
 Each lever is a small override of one base profile (default: the quick profile as it was before
 the levers, 3,000 random-batch rows); each run fine-tunes from the packaged MiniLM with the same
 seed and evaluates on SST-2 validation, without MLflow. Prints a table and writes JSON. One run
-is one seed on 872 sentences: a difference under about 1.5 points is noise (one standard error
-of an accuracy near 0.85 is 1.2 points), which is why the table also reports time, the lever
-that can be measured exactly.
+is one seed on 872 sentences: a difference under about 2 points is noise (one standard error of
+an accuracy near 0.85 is 1.2 points); fine-tuning times of identical work varied by up to 20 %
+between runs on 2 cores.
 
 About 2 to 4 minutes per lever on 2 CPU cores (`make training-levers`).
 """
