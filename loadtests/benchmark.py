@@ -1,4 +1,7 @@
-"""`make benchmark`: the platform and two baselines measured side by side in one run.
+"""`make benchmark`: the platform, two baselines and its peers measured side by side in one run.
+
+Peers (loadtests/peers/): what a user would pick instead on the same model, Ray Serve with
+`@serve.batch` (torch and ONNX Runtime engines) and BentoML's own `batchable=True` API.
 
 Writes results/benchmark.json and prints a table. Compare ratios, not absolute figures: these
 machines are noisy, so every figure of one report comes from the same run.
@@ -19,13 +22,20 @@ from pathlib import Path
 from typing import Any
 
 from loadtests.http_load import run_load
-from loadtests.servers import ServerProcess, free_port
-from sentiment.config import load_serving_config
+from loadtests.peers.common import describe_engine, peer_config
+from loadtests.servers import ServerProcess, free_port, own_bentoml_home
+from sentiment.config import ServingConfig, load_serving_config
 from sentiment.data import read_tsv, resolve_sst2_dir
 from sentiment.metrics import classification_metrics
 
 # (clients, texts per request)
 LOADS: list[tuple[int, int]] = [(1, 1), (8, 1), (32, 1), (64, 1), (32, 16)]
+# The peers run fewer, to bound the benchmark's time: one client, and the two 32-client loads.
+PEER_LOADS: list[tuple[int, int]] = [(1, 1), (32, 1), (32, 16)]
+# Report key -> the Ray Serve peer's engine.
+RAY_SERVE_PEERS = {"ray_serve_torch": "torch", "ray_serve_onnx": "onnx"}
+BATCHABLE_PEER = "bentoml_batchable"
+SERVERS = ("platform", "baseline_a", "baseline_b", *RAY_SERVE_PEERS, BATCHABLE_PEER)
 CEILING_BATCHES = (1, 8, 16, 32, 64)
 
 
@@ -188,8 +198,11 @@ def run_loads(
     label: str,
     ceiling_window: Callable[[], float] | None = None,
     platform_window: Callable[[int, int], float] | None = None,
+    loads: list[tuple[int, int]] | None = None,
+    engine: str = "",
 ) -> list[dict[str, Any]]:
-    """Each load of LOADS against `url`, compared side by side with what it is divided by.
+    """Each load of `loads` (default LOADS) against `url`, compared side by side with what it is
+    divided by; every row says which `engine` served it.
 
     `ceiling_window`: a ceiling window before the first load and after every load, so each
     load is bracketed by the two ceiling windows nearest in time (`ceiling_bracket`).
@@ -198,12 +211,13 @@ def run_loads(
     """
     rows: list[dict[str, Any]] = []
     before = ceiling_window() if ceiling_window is not None else None
-    for clients, per_request in LOADS:
+    for clients, per_request in LOADS if loads is None else loads:
         pair = platform_window if (clients, per_request) == (32, 1) else None
         platform_before = pair(clients, per_request) if pair is not None else None
         result: dict[str, Any] = run_load(
             url, texts, clients, per_request, settings.duration_s, settings.warmup_s
         ).summary()
+        result["engine"] = engine
         bracket = ""
         if ceiling_window is not None:
             after = ceiling_window()
@@ -233,6 +247,26 @@ def platform_vs(row: dict[str, Any]) -> float:
     return ratio(statistics.mean(row["platform_bracket"]), row["texts_per_s"])
 
 
+def fastest_peer(report: dict[str, Any], keys: Any) -> tuple[str, float] | None:
+    """Of the peers `keys` that ran, the one that did best at 32 single-text clients against the
+    platform windows around it, with the platform's ratio to it (`platform_vs`); None if none
+    ran. Each peer is compared with its own windows, so the machine's drift between the two
+    runs does not pick the winner."""
+    ratios = [(key, platform_vs(find(report[key], 32, 1))) for key in keys if report.get(key)]
+    return min(ratios, key=lambda kv: kv[1]) if ratios else None
+
+
+def peer_ratios(report: dict[str, Any]) -> dict[str, float | None]:
+    """`vs_ray_serve`: platform ÷ the faster Ray Serve variant at 32 × 1; `vs_bentoml_batchable`:
+    platform ÷ BentoML's batchable API at 32 × 1; None where the peer did not run."""
+    ray_serve = fastest_peer(report, RAY_SERVE_PEERS)
+    batchable = fastest_peer(report, [BATCHABLE_PEER])
+    return {
+        "vs_ray_serve": ray_serve[1] if ray_serve else None,
+        "vs_bentoml_batchable": batchable[1] if batchable else None,
+    }
+
+
 def find(rows: list[dict[str, Any]], clients: int, per_request: int) -> dict[str, Any]:
     return next(
         r for r in rows if r["clients"] == clients and r["texts_per_request"] == per_request
@@ -251,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--skip-seed", action="store_true", help="skip baseline A (the slowest part)"
     )
+    parser.add_argument(
+        "--skip-peers", action="store_true", help="skip the Ray Serve and BentoML batchable peers"
+    )
     args = parser.parse_args(argv)
     cfg = load_serving_config()
     settings = Settings(args.duration, args.warmup, 4 * cfg.api.max_concurrency, Path(args.out))
@@ -268,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
             "duration_s": settings.duration_s,
             "warmup_s": settings.warmup_s,
             "loads": LOADS,
+            "peer_loads": PEER_LOADS,
             "serving": cfg.model_dump(),
             "sentences": f"{folder / 'validation.tsv'} ({len(texts)})",
         },
@@ -278,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     server: ServerProcess | None = None
     try:
         report["ceiling"] = sweep = ceiling.sweep(texts, data.labels)
+        sweep["engine"] = describe_engine(ceiling.cfg.model)
         print(f"  {sweep}", flush=True)
         layout, batch = sweep["layout"], int(sweep["best_batch"])
         windows: list[float] = []
@@ -292,7 +331,10 @@ def main(argv: list[str] | None = None) -> int:
         server.wait_ready()
         url = f"{server.url}/predict"
         run_load(url, texts, 8, 1, 3.0, 0.0)
-        report["platform"] = run_loads(url, texts, settings, "platform", window)
+        platform_engine = describe_engine(cfg.model)
+        report["platform"] = run_loads(
+            url, texts, settings, "platform", window, engine=platform_engine
+        )
         ceiling.close()
         # This machine's speed drifts over minutes, so each platform load is compared with the
         # ceiling windows just before and after it; this is the mean of every window.
@@ -316,9 +358,14 @@ def main(argv: list[str] | None = None) -> int:
                 2.0,
                 honour_retry_after=honour,
             ).summary()
-            report[key] = overload
+            report[key] = {**overload, "engine": platform_engine}
             print(f"  {key}   clients={settings.overload_clients}: {overload}", flush=True)
 
+        engines = {
+            "baseline_a": "torch fp32 per text",
+            # loadtests/baselines.py: the platform's model settings on every core.
+            "baseline_b": f"{describe_engine(cfg.with_model(num_threads=0).model)} per text",
+        }
         baselines = [("unbatched", "baseline_b")]
         if not args.skip_seed:
             baselines.insert(0, ("seed", "baseline_a"))
@@ -331,10 +378,19 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 proc.wait_ready()
                 report[key] = run_loads(
-                    f"{proc.url}/predict", texts, settings, key, platform_window=platform_window
+                    f"{proc.url}/predict",
+                    texts,
+                    settings,
+                    key,
+                    platform_window=platform_window,
+                    engine=engines[key],
                 )
             finally:
                 proc.stop()
+        if not args.skip_peers:
+            not_run = report.setdefault("peers_not_run", {})
+            peers = peers_to_run(cfg, env, logs, not_run)
+            run_peers(report, peers, logs, texts, settings, platform_window)
     finally:
         ceiling.close()
         if server is not None:
@@ -345,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         if "baseline_a" in report
         else None,
         "vs_unbatched": platform_vs(find(report["baseline_b"], 32, 1)),
+        **peer_ratios(report),
         "single_text_vs_ceiling": vs_ceiling(find(report["platform"], 32, 1)),
         "multi_text_vs_ceiling": vs_ceiling(find(report["platform"], 32, 16)),
         # Accepted texts/s at 4 x the concurrency limit over those at 32 clients (target >= 0.8).
@@ -363,21 +420,98 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+@dataclass(frozen=True)
+class Peer:
+    key: str
+    what: str
+    engine: str
+    argv: list[str]
+    env: dict[str, str]
+    port: int
+
+
+def peers_to_run(
+    cfg: ServingConfig, env: dict[str, str], logs: Path, not_run: dict[str, str]
+) -> list[Peer]:
+    """The peers, each on a free port; one that cannot run here goes to `not_run` with why."""
+    peers: list[Peer] = []
+    for key, engine in RAY_SERVE_PEERS.items():
+        try:
+            model = peer_config(engine, cfg).model
+        except (RuntimeError, ValueError) as exc:
+            not_run[key] = str(exc)
+            continue
+        port = free_port()
+        argv = [sys.executable, "-m", "loadtests.peers.ray_serve"]
+        argv += ["--engine", engine, "--port", str(port)]
+        what = f"Ray Serve, @serve.batch, 2 replicas ({engine})"
+        peers.append(Peer(key, what, describe_engine(model), argv, env, port))
+    port = free_port()
+    argv = [sys.executable, "-m", "bentoml", "serve"]
+    argv += ["loadtests.peers.bento_batchable:BatchableSentiment"]
+    argv += ["--host", "127.0.0.1", "--port", str(port)]
+    # A home of its own: a second server on the platform's would empty its Prometheus folder.
+    peer_env = own_bentoml_home(env, logs / BATCHABLE_PEER)
+    what = "bentoml serve, batchable=True API on the platform's model processes"
+    peers.append(Peer(BATCHABLE_PEER, what, describe_engine(cfg.model), argv, peer_env, port))
+    return peers
+
+
+def run_peers(
+    report: dict[str, Any],
+    peers: list[Peer],
+    logs: Path,
+    texts: list[str],
+    settings: Settings,
+    platform_window: Callable[[int, int], float],
+) -> None:
+    """Each peer in turn, its PEER_LOADS bracketed by the platform's 32-client windows; a peer
+    that does not start is noted under `peers_not_run` and the others still run."""
+    not_run: dict[str, str] = report.setdefault("peers_not_run", {})
+    for peer in peers:
+        print(f"{peer.key}: {peer.what}", flush=True)
+        started = time.perf_counter()
+        proc = ServerProcess(peer.argv, peer.env, logs / f"{peer.key}.log", peer.port)
+        try:
+            try:
+                proc.wait_ready()
+            except (RuntimeError, TimeoutError) as exc:
+                not_run[peer.key] = f"did not start: {exc}"[-2000:]
+                print(f"  {peer.key} did not start; log: {proc.log_path}", flush=True)
+                continue
+            start_s = round(time.perf_counter() - started, 1)
+            report.setdefault("peer_start_s", {})[peer.key] = start_s
+            print(f"  ready in {start_s} s", flush=True)
+            report[peer.key] = run_loads(
+                f"{proc.url}/predict",
+                texts,
+                settings,
+                peer.key,
+                platform_window=platform_window,
+                loads=PEER_LOADS,
+                engine=peer.engine,
+            )
+        finally:
+            proc.stop()
+
+
 def print_table(report: dict[str, Any]) -> None:
     print()
     print(
-        f"{'server':<12}{'clients':>8}{'texts/req':>10}{'texts/s':>10}"
+        f"{'server':<18}{'engine':<34}{'clients':>8}{'texts/req':>10}{'texts/s':>10}"
         f"{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}  non-200"
     )
-    for key in ("platform", "baseline_a", "baseline_b"):
+    for key in SERVERS:
         for row in report.get(key, []):
             bad = {k: v for k, v in row["statuses"].items() if k != "200"}
             bad.update(row["errors"])
             print(
-                f"{key:<12}{row['clients']:>8}{row['texts_per_request']:>10}"
-                f"{row['texts_per_s']:>10}{row['p50_ms']:>9}{row['p95_ms']:>9}{row['p99_ms']:>9}"
-                f"  {bad or '-'}"
+                f"{key:<18}{row.get('engine', ''):<34}{row['clients']:>8}"
+                f"{row['texts_per_request']:>10}{row['texts_per_s']:>10}{row['p50_ms']:>9}"
+                f"{row['p95_ms']:>9}{row['p99_ms']:>9}  {bad or '-'}"
             )
+    for key, why in report.get("peers_not_run", {}).items():
+        print(f"{key:<18}not run: {why.splitlines()[0] if why else ''}")
     c = report["ceiling"]
     print(
         f"ceiling ({c['layout']}, batch {c['best_batch']}): {c['texts_per_s']} texts/s, mean of "

@@ -5,7 +5,7 @@ run in turn on the same random batches of SST-2 validation sentences, batch by b
 drift in this machine's speed touches them all alike. Prints texts/s per variant and batch size
 and writes them to --out.
 
-    python -m loadtests.model_path --variant packed= --batch 1 16 64 \
+    python -m loadtests.model_path --variant auto= --variant onnx=engine=onnx --batch 1 16 64 \
         --variant padded=skip_padding=false,forward_overhead_tokens=20 \
         --variant fp32=quantize=false
 """

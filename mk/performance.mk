@@ -3,10 +3,10 @@ USERS ?= 32
 SPAWN_RATE ?= 8
 DURATION ?= 60s
 HOST ?= http://127.0.0.1:$(PORT)
-VARIANTS ?= packed= padded=skip_padding=false,forward_overhead_tokens=20 fp32=quantize=false
-BATCHES ?= 1 16 64
+VARIANTS ?= auto= torch=engine=torch onnx=engine=onnx fp32=quantize=false,engine=torch
+BATCHES ?= 1 4 16 64
 
-.PHONY: benchmark model-path load-test gpu-check feedback-overhead shadow-overhead
+.PHONY: benchmark model-path engine-agreement load-test gpu-check feedback-overhead shadow-overhead
 
 benchmark: ensure-model ## Platform vs baselines side by side; writes results/benchmark.json
 	$(PY) -m loadtests.benchmark
@@ -21,6 +21,9 @@ shadow-overhead: ensure-model ## A challenger in shadow (the served model as its
 
 model-path: ensure-model ## Model-path variants side by side on one thread (VARIANTS, BATCHES); results/model_path.json
 	$(PY) -m loadtests.model_path $(foreach v,$(VARIANTS),--variant $(v)) --batch $(BATCHES)
+
+engine-agreement: ensure-model ## Accuracy of torch fp32, torch int8 and ONNX int8 on SST-2 validation, and where the int8 engines disagree; results/engine_agreement.json
+	$(PY) -m loadtests.engine_agreement
 
 load-test: $(STAMP) ## Locust against a running service (USERS, SPAWN_RATE, DURATION, HOST); reports in results/
 	mkdir -p results

@@ -172,6 +172,14 @@ TRAINING_ENV: dict[str, tuple[str, ...]] = {
 # --- serving ----------------------------------------------------------------------------------
 
 
+# Padded tokens per forward pass up to which ONNX Runtime runs with `engine: auto`. 2048 is
+# the largest pass the defaults make (16 texts x 128 tokens): on 2 AVX2 cores ONNX Runtime on
+# length-sorted passes beat the packed torch path at every batch size measured, 1 to 64 texts
+# (`make model-path`, README Performance). A lower limit hands large passes back to torch on
+# a machine or model where the packed path wins them.
+ONNX_MAX_TOKENS = 2048
+
+
 class ServingModelSection(StrictModel):
     name: str = "sentiment"
     tag: str = "sentiment:latest"
@@ -196,6 +204,16 @@ class ServingModelSection(StrictModel):
     skip_padding: bool = True
     # Tokens kept per text; None = the length the model was trained with.
     max_length: int | None = Field(None, ge=8, le=512)
+    # The forward pass's engine (CPU): "onnx" = ONNX Runtime on the int8 graph `import_model`
+    # exported into the Bento model; "torch" = the int8 packed path above; "auto" = ONNX Runtime
+    # for passes of at most onnx_max_tokens padded tokens (rows x longest), torch above, where
+    # each measured faster (README, Performance). A model without the graph runs on torch.
+    engine: Literal["auto", "torch", "onnx"] = "auto"
+    onnx_max_tokens: int = Field(ONNX_MAX_TOKENS, ge=0)
+    # forward_overhead_tokens for the passes ONNX Runtime runs: its fixed cost per pass is
+    # smaller, so cutting a batch into more, less padded passes pays (30 vs 300: 139.5 vs
+    # 102.6 texts/s at batch 16 on one thread).
+    onnx_overhead_tokens: int = Field(30, ge=0)
 
 
 class BatchingSection(StrictModel):
@@ -322,6 +340,9 @@ SERVING_ENV: dict[str, tuple[str, ...]] = {
     "SENTIMENT_FORWARD_CHUNK_SIZE": ("model", "forward_chunk_size"),
     "SENTIMENT_FORWARD_OVERHEAD_TOKENS": ("model", "forward_overhead_tokens"),
     "SENTIMENT_SKIP_PADDING": ("model", "skip_padding"),
+    "SENTIMENT_ENGINE": ("model", "engine"),
+    "SENTIMENT_ONNX_MAX_TOKENS": ("model", "onnx_max_tokens"),
+    "SENTIMENT_ONNX_OVERHEAD_TOKENS": ("model", "onnx_overhead_tokens"),
     "SENTIMENT_MAX_LENGTH": ("model", "max_length"),
     "SENTIMENT_MAX_BATCH_SIZE": ("batching", "max_batch_size"),
     "SENTIMENT_MAX_LATENCY_MS": ("batching", "max_latency_ms"),

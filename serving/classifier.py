@@ -14,8 +14,14 @@ from sentiment.calibration import softmax_with_temperature
 from sentiment.config import ServingModelSection
 from sentiment.labels import LABEL_NAMES
 from serving.int8 import quantize_int8
+from serving.onnx_engine import OnnxEngine
 from serving.packed import packed_forward, supports_packing
-from serving.store import BENTO_TOKENIZER_SUBDIR, BENTO_WEIGHTS_SUBDIR, ModelNotFoundError
+from serving.store import (
+    BENTO_ONNX_FILE,
+    BENTO_TOKENIZER_SUBDIR,
+    BENTO_WEIGHTS_SUBDIR,
+    ModelNotFoundError,
+)
 
 
 @dataclass
@@ -56,6 +62,9 @@ def serving_options(model_cfg: ServingModelSection) -> dict[str, Any]:
         "chunk_size": model_cfg.forward_chunk_size,
         "overhead_tokens": model_cfg.forward_overhead_tokens,
         "skip_padding": model_cfg.skip_padding,
+        "engine": model_cfg.engine,
+        "onnx_max_tokens": model_cfg.onnx_max_tokens,
+        "onnx_overhead_tokens": model_cfg.onnx_overhead_tokens,
     }
 
 
@@ -96,6 +105,18 @@ def padding_aware_chunks(
     return chunks[::-1]
 
 
+def pass_engine(engine: str, n_rows: int, width: int, onnx_max_tokens: int) -> str:
+    """The engine ("onnx" or "torch") of one pass of `n_rows` texts padded to `width` tokens.
+
+    With "auto", ONNX Runtime runs passes of at most `onnx_max_tokens` padded tokens: it pads
+    every row to the longest, so its cost grows with rows x width, while the packed torch
+    path's per-pass overhead is larger and its token-wise layers skip the padding (measured
+    crossover: README, Performance)."""
+    if engine == "auto":
+        return "onnx" if n_rows * width <= onnx_max_tokens else "torch"
+    return engine
+
+
 def pad_rows(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded input ids and their attention mask for one forward pass."""
     width = max(len(row) for row in rows)
@@ -124,6 +145,10 @@ class Classifier:
         overhead_tokens: int = 300,
         skip_padding: bool = False,
         temperature: float = 1.0,
+        engine: str = "torch",
+        onnx_max_tokens: int = 0,
+        onnx_overhead_tokens: int = 30,
+        onnx_path: str | Path | None = None,
     ) -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -164,6 +189,35 @@ class Classifier:
         self._special_ids = set(self.tokenizer.all_special_ids)
         if self.half_precision:
             self._check_half_precision()
+        self.onnx = self._onnx_engine(engine, onnx_path, num_threads)
+        self.engine = engine if self.onnx is not None else "torch"
+        self.onnx_max_tokens = onnx_max_tokens
+        self.onnx_overhead_tokens = onnx_overhead_tokens
+
+    def _onnx_engine(
+        self, engine: str, onnx_path: str | Path | None, num_threads: int
+    ) -> OnnxEngine | None:
+        """ONNX Runtime on the exported int8 graph, where the settings ask for it and it can
+        stand in for this model: on CPU, with int8 on, and the graph in the Bento model."""
+        if engine not in ("auto", "onnx", "torch"):
+            raise ValueError(f"engine must be auto, torch or onnx, not {engine!r}")
+        if engine == "torch" or self.device.type != "cpu" or not self.quantized:
+            return None
+        if onnx_path is None or not Path(onnx_path).is_file():
+            return None
+        return OnnxEngine(onnx_path, num_threads=num_threads)
+
+    @property
+    def pass_overhead_tokens(self) -> int:
+        """The fixed cost per pass that `padding_aware_chunks` weighs against padding: ONNX
+        Runtime's where it runs the passes, the packed torch path's otherwise."""
+        return self.overhead_tokens if self.onnx is None else self.onnx_overhead_tokens
+
+    def engine_for(self, n_rows: int, width: int) -> str:
+        """The engine of a forward pass over `n_rows` texts padded to `width` tokens."""
+        if self.onnx is None:
+            return "torch"
+        return pass_engine(self.engine, n_rows, width, self.onnx_max_tokens)
 
     @classmethod
     def from_bento_model(cls, bento_model: Any, **kwargs: Any) -> Classifier:
@@ -175,6 +229,8 @@ class Classifier:
             )
         metadata = dict(getattr(bento_model.info, "metadata", {}) or {})
         kwargs.setdefault("temperature", float(metadata.get("temperature", 1.0)))
+        # Models imported before the ONNX export have no graph: they run on torch.
+        kwargs.setdefault("onnx_path", Path(bento_model.path_of(BENTO_ONNX_FILE)))
         return cls(weights, tokenizer if tokenizer.is_dir() else weights, **kwargs)
 
     def _check_half_precision(self) -> None:
@@ -200,6 +256,8 @@ class Classifier:
         self, rows: list[list[int]], with_embeddings: bool
     ) -> tuple[np.ndarray, np.ndarray | None]:
         ids, mask = pad_rows(rows, self._pad_id)
+        if self.onnx is not None and self.engine_for(*ids.shape) == "onnx":
+            return self.onnx.run(ids.numpy(), mask.numpy(), with_embeddings)
         if self.packed:
             packed_logits, mean = packed_forward(self.model, ids, mask, with_embeddings)
             return packed_logits.float().numpy(), None if mean is None else mean.float().numpy()
@@ -229,7 +287,7 @@ class Classifier:
         rows = self._encode(texts)
         if self.sort_by_length:
             chunks = padding_aware_chunks(
-                [len(row) for row in rows], self.chunk_size, self.overhead_tokens
+                [len(row) for row in rows], self.chunk_size, self.pass_overhead_tokens
             )
         else:
             chunks = [

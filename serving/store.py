@@ -12,6 +12,10 @@ from typing import Any
 # Inside a Bento model made by bentoml.mlflow.import_model from a transformers pipeline.
 BENTO_WEIGHTS_SUBDIR = "mlflow_model/model"
 BENTO_TOKENIZER_SUBDIR = "mlflow_model/components/tokenizer"
+# The int8 ONNX graph `import_model` exports beside the weights (training/onnx_export.py).
+ONNX_SUBDIR = "onnx"
+ONNX_FILE_NAME = "model_int8.onnx"
+BENTO_ONNX_FILE = f"mlflow_model/{ONNX_SUBDIR}/{ONNX_FILE_NAME}"
 
 HOW_TO_GET_A_MODEL = (
     "run `make train import-model` (or `make serve`, which does both when the store is empty)"

@@ -20,6 +20,8 @@ from sentiment.config import (
     load_serving_config,
     load_training_config,
 )
+from serving.store import ONNX_FILE_NAME, ONNX_SUBDIR
+from training.onnx_export import export_int8
 from training.reference import monitoring_objects_for
 from training.registry import ModelVersion, Registry
 
@@ -63,21 +65,29 @@ def in_store(tag: str) -> bool:
 
 
 def import_version(
-    version: ModelVersion, tag: str, custom_objects: dict[str, Any] | None = None
+    registry: Registry,
+    version: ModelVersion,
+    tag: str,
+    custom_objects: dict[str, Any] | None = None,
 ) -> str:
-    """Import `version` into the BentoML store as `tag`; returns the stored tag."""
+    """Import `version` into the BentoML store as `tag`, with its int8 ONNX graph exported
+    beside the weights (`serving.store.BENTO_ONNX_FILE`); returns the stored tag."""
     import bentoml
 
     labels, metadata = bento_metadata(version)
-    # The pinned version URI, not the alias: the alias could move after it was resolved, and the
+    # The pinned version, not the alias: the alias could move after it was resolved, and the
     # weights must be those the drift reference and the metadata describe.
-    model = bentoml.mlflow.import_model(
-        tag,
-        version.version_uri,
-        labels=labels,
-        metadata=metadata,
-        custom_objects=custom_objects,
-    )
+    with registry.downloaded_transformers(version) as (weights, _):
+        root = weights.parent
+        print(f"exporting {version.version_uri} to ONNX (int8, per-channel weights)", flush=True)
+        export_int8(weights, root / ONNX_SUBDIR / ONNX_FILE_NAME)
+        model = bentoml.mlflow.import_model(
+            tag,
+            str(root),
+            labels=labels,
+            metadata=metadata,
+            custom_objects=custom_objects,
+        )
     return str(model.tag)
 
 
@@ -103,7 +113,8 @@ def import_alias(training: TrainingConfig, serving: ServingConfig, alias: str) -
     # The model's predictions on SST-2 validation travel inside the Bento model as the
     # reference for drift monitoring, with the accuracy estimator fitted on them.
     objects = monitoring_objects_for(registry, version, training, serving)
-    return Imported(import_version(version, tag, custom_objects=objects), version, imported=True)
+    stored = import_version(registry, version, tag, custom_objects=objects)
+    return Imported(stored, version, imported=True)
 
 
 def main(argv: list[str] | None = None) -> int:
