@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loadtests.compute_limit import compute_limit
 from loadtests.http_load import run_load
 from loadtests.peers.common import describe_engine, peer_config
 from loadtests.servers import ServerProcess, free_port, own_bentoml_home
@@ -317,6 +318,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report["ceiling"] = sweep = ceiling.sweep(texts, data.labels)
         sweep["engine"] = describe_engine(ceiling.cfg.model)
+        classifier = ceiling.classifier
+        report["compute_limit"] = compute_limit(
+            classifier.model.config.to_dict(), classifier.token_counts(texts)
+        )
+        print(f"  compute limit: {report['compute_limit']}", flush=True)
         print(f"  {sweep}", flush=True)
         layout, batch = sweep["layout"], int(sweep["best_batch"])
         windows: list[float] = []
@@ -411,6 +417,13 @@ def main(argv: list[str] | None = None) -> int:
             3,
         ),
     }
+    limit = report["compute_limit"].get("texts_per_s", {})
+    if limit:
+        # The served passes are int8 (ONNX Runtime or torch); fp32 shown for scale.
+        ceiling_mean = float(report["ceiling"]["texts_per_s"])
+        report["ratios"]["ceiling_vs_compute_limit"] = {
+            kind: round(ceiling_mean / rate, 3) for kind, rate in limit.items()
+        }
     report["p50_one_client_ms"] = find(report["platform"], 1, 1)["p50_ms"]
     report["single_forward_ms"] = report["ceiling"]["single_forward_ms"]
     settings.out.parent.mkdir(parents=True, exist_ok=True)
@@ -518,6 +531,12 @@ def print_table(report: dict[str, Any]) -> None:
         f"{c['sustained_texts_per_s']} (best short pass {c['sweep_best_texts_per_s']}); "
         f"single forward {c['single_forward_ms']} ms"
     )
+    limit = report.get("compute_limit") or {}
+    if limit:
+        print(
+            f"compute limit: {limit['texts_per_s']} texts/s ({limit['gflop_per_text']} GFLOP per "
+            f"text, {limit['cores']} cores at {limit['ghz']} GHz; loadtests/compute_limit.py)"
+        )
     print(f"ratios: {report['ratios']}")
     print(
         f"p50 one client {report['p50_one_client_ms']} ms vs single forward "

@@ -247,6 +247,10 @@ class Classifier:
             self.model = self.model.float()
             self.half_precision = False
 
+    def token_counts(self, texts: list[str]) -> list[int]:
+        """Tokens per text as served (special tokens included, truncated at max_length)."""
+        return [len(row) for row in self._encode(texts)]
+
     def _encode(self, texts: list[str]) -> list[list[int]]:
         """Token ids per text, truncated, unpadded: padding is decided per forward pass."""
         return list(self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"])

@@ -31,11 +31,19 @@ TEXTS = [
 REFERENCE = """
 import json, sys
 from loadtests.peers.common import peer_config
+from sentiment.config import load_serving_config
 from serving.replica import Replica
-replica = Replica.load(peer_config("torch"))
+# "torch": the Ray Serve peer's copy; "served": the platform's own settings (the batchable peer).
+cfg = peer_config("torch") if sys.argv[2] == "torch" else load_serving_config()
+replica = Replica.load(cfg.with_model(processes=0))
 texts = json.loads(sys.argv[1])
 print(json.dumps([replica.classify([t], with_embeddings=False)[0] for t in texts]))
 """
+
+
+# How far batch-mates may move a confidence: the torch int8 path scales activations per token
+# (float rounding only); ONNX Runtime's int8 MatMul scales them per pass (README, Performance).
+TOLERANCE = {"torch": 2e-3, "served": 3e-2}
 
 
 def ray_processes_of(pid: int) -> list[psutil.Process]:
@@ -49,6 +57,20 @@ def ray_processes_of(pid: int) -> list[psutil.Process]:
         except psutil.NoSuchProcess:
             continue
     return found
+
+
+def reference(which: str, env: dict[str, str]) -> list[dict]:
+    """The platform's replica's answers to TEXTS on `which` settings, in a process of its own."""
+    done = subprocess.run(
+        [sys.executable, "-c", REFERENCE, json.dumps(TEXTS), which],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    answers: list[dict] = json.loads(done.stdout.strip().splitlines()[-1])
+    return answers
 
 
 def test_peers_answer_as_the_platforms_replica(bento_env: dict[str, str], tmp_path: Path) -> None:
@@ -65,15 +87,7 @@ def test_peers_answer_as_the_platforms_replica(bento_env: dict[str, str], tmp_pa
     )
     ray_pid = ray_peer.proc.pid
     try:
-        reference = subprocess.run(
-            [sys.executable, "-c", REFERENCE, json.dumps(TEXTS)],
-            env=bento_env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        )
-        expected = json.loads(reference.stdout.strip().splitlines()[-1])
+        expected = {which: reference(which, bento_env) for which in ("torch", "served")}
         ray_peer.wait_ready(timeout=85)
         bento_peer.wait_ready(timeout=85)
         ray_children = ray_processes_of(ray_pid)
@@ -104,17 +118,17 @@ def test_peers_answer_as_the_platforms_replica(bento_env: dict[str, str], tmp_pa
         bento_peer.stop()
 
     indices = [[0], [1, 2, 3], [3]]
-    for answers in (ray_answers, bento_answers):
+    for answers, which in ((ray_answers, "torch"), (bento_answers, "served")):
         assert [len(a) for a in answers] == [1, 3, 1]
         for answer, wanted in zip(answers, indices, strict=True):
             for got, i in zip(answer, wanted, strict=True):
-                assert got["sentiment"] == expected[i]["label"], (got, expected[i])
-                # int8 with per-token scales: batch-mates change only float rounding.
-                assert got["confidence"] == pytest.approx(expected[i]["confidence"], abs=2e-3)
-    assert set(ray_answers[0][0]["probabilities"]) == set(expected[0]["probabilities"])
+                want = expected[which][i]
+                assert got["sentiment"] == want["label"], (got, want)
+                assert got["confidence"] == pytest.approx(want["confidence"], abs=TOLERANCE[which])
+    assert set(ray_answers[0][0]["probabilities"]) == set(expected["torch"][0]["probabilities"])
     # SIGTERM shut Ray down: nothing it started is left running.
     deadline = time.monotonic() + 10
     while (left := [p for p in ray_children if p.is_running()]) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not [p for p in left if p.status() != psutil.STATUS_ZOMBIE], left
-    assert time.monotonic() - started < 90
+    assert time.monotonic() - started < 150
