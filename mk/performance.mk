@@ -6,7 +6,7 @@ HOST ?= http://127.0.0.1:$(PORT)
 VARIANTS ?= auto= torch=engine=torch onnx=engine=onnx fp32=quantize=false,engine=torch
 BATCHES ?= 1 4 16 64
 
-.PHONY: benchmark model-path engine-agreement load-test gpu-check feedback-overhead shadow-overhead
+.PHONY: benchmark model-path engine-agreement engine-defaults load-test gpu-check feedback-overhead shadow-overhead
 
 benchmark: ensure-model ## Platform vs baselines side by side; writes results/benchmark.json
 	$(PY) -m loadtests.benchmark
@@ -24,6 +24,10 @@ model-path: ensure-model ## Model-path variants side by side on one thread (VARI
 
 engine-agreement: ensure-model ## Accuracy of torch fp32, torch int8 and ONNX int8 on SST-2 validation, and where the int8 engines disagree; results/engine_agreement.json
 	$(PY) -m loadtests.engine_agreement
+
+engine-defaults: ensure-model ## Old (torch) vs new (auto) engine default: one-client p50 and 32-client texts/s, alternating; results/engine_defaults.json
+	$(PY) -m loadtests.setting_overhead --env SENTIMENT_ENGINE --off torch --on auto --rounds 2 \
+		--out results/engine_defaults.json
 
 load-test: $(STAMP) ## Locust against a running service (USERS, SPAWN_RATE, DURATION, HOST); reports in results/
 	mkdir -p results
