@@ -5,6 +5,11 @@ forms them: torch fp32 (the reference), the packed torch int8 path, and ONNX Run
 int8 graph `import_model` exported. Prints each one's accuracy and every sentence on which
 the two int8 engines disagree, with both confidences, and writes results/engine_agreement.json.
 
+It also runs each int8 engine one text at a time and reports how far any text's positive
+probability moved against its batch of 32 (`batch_shift`): the served answer to a text must not
+depend on the texts that shared its pass (CI caught ONNX Runtime's per-tensor activation scale
+moving one review from 0.5891 to 0.5968).
+
 Why a list and not only a count: two int8 engines round differently, so a sentence whose
 positive probability sits near 0.5 may flip; a flip far from the boundary would be a bug in
 the export, and the list shows which kind each one is.
@@ -30,6 +35,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "onnx_int8": {"engine": "onnx"},
 }
 BATCH = 32
+# A text "moved" with its batch-mates when its probability changed by more than this: the API
+# answers six decimals.
+MOVED = 1e-6
 
 
 @dataclass(frozen=True)
@@ -52,24 +60,49 @@ def disagreements(a: list[tuple[str, float]], b: list[tuple[str, float]]) -> lis
     ]
 
 
+def positive_probability(label: str, confidence: float) -> float:
+    return confidence if label == "positive" else 1.0 - confidence
+
+
+def batch_shift(alone: list[tuple[str, float]], batched: list[tuple[str, float]]) -> dict[str, Any]:
+    """How far the texts' positive probabilities moved between two runs over the same texts
+    (one text per pass, and in batches): the largest move and how many moved over MOVED."""
+    if len(alone) != len(batched):
+        raise ValueError(f"{len(alone)} predictions against {len(batched)}")
+    moves = [
+        abs(positive_probability(*a) - positive_probability(*b))
+        for a, b in zip(alone, batched, strict=True)
+    ]
+    return {
+        "max_shift": round(max(moves, default=0.0), 6),
+        "texts_moved": sum(1 for m in moves if m > MOVED),
+    }
+
+
 def accuracy(predicted: list[tuple[str, float]], labels: list[int]) -> float:
     """Accuracy of the labels in `predicted` against 0/1 gold labels (1 = positive)."""
     guesses = [1 if label == "positive" else 0 for label, _ in predicted]
     return round(classification_metrics(labels, guesses)["accuracy"], 4)
 
 
-def run_variant(settings: dict[str, Any], texts: list[str]) -> tuple[list[tuple[str, float]], str]:
-    """(label, confidence) per text from the served model on `settings`, in batches of BATCH;
-    and the engine that ran the passes (a model without an ONNX graph runs on torch)."""
+def run_variant(
+    settings: dict[str, Any], texts: list[str], batches: tuple[int, ...] = (BATCH,)
+) -> tuple[list[list[tuple[str, float]]], str]:
+    """(label, confidence) per text from the served model on `settings`, one list per batch
+    size of `batches`; and the engine that ran the passes (a model without an ONNX graph runs
+    on torch)."""
     from serving.replica import Replica
 
     cfg = load_serving_config()
     replica = Replica.load(cfg.with_model(processes=0, **settings))
-    out: list[tuple[str, float]] = []
-    for start in range(0, len(texts), BATCH):
-        for p in replica.classifier.predict(texts[start : start + BATCH]):
-            out.append((p.label, p.confidence))
-    return out, replica.classifier.engine
+    runs: list[list[tuple[str, float]]] = []
+    for batch in batches:
+        out: list[tuple[str, float]] = []
+        for start in range(0, len(texts), batch):
+            for p in replica.classifier.predict(texts[start : start + batch]):
+                out.append((p.label, p.confidence))
+        runs.append(out)
+    return runs, replica.classifier.engine
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,11 +116,23 @@ def main(argv: list[str] | None = None) -> int:
     data = read_tsv(folder / "validation.tsv")
     texts = list(data.texts)
     runs: dict[str, list[tuple[str, float]]] = {}
-    report: dict[str, Any] = {"sentences": len(texts), "batch": BATCH, "accuracy": {}}
+    report: dict[str, Any] = {
+        "sentences": len(texts),
+        "batch": BATCH,
+        "accuracy": {},
+        "batch_independence": {},
+    }
     for key, settings in VARIANTS.items():
-        runs[key], engine = run_variant(settings, texts)
+        # The int8 engines also one text per pass: fp32 is the reference, not served.
+        batches = (BATCH,) if key == "torch_fp32" else (BATCH, 1)
+        results, engine = run_variant(settings, texts, batches)
+        runs[key] = results[0]
         report["accuracy"][key] = accuracy(runs[key], list(data.labels))
-        print(f"{key:<12} engine {engine:<6} accuracy {report['accuracy'][key]}", flush=True)
+        line = f"{key:<12} engine {engine:<6} accuracy {report['accuracy'][key]}"
+        if len(results) > 1:
+            shift = report["batch_independence"][key] = batch_shift(results[1], runs[key])
+            line += f"  alone vs in batches of {BATCH}: {shift}"
+        print(line, flush=True)
         if key == "onnx_int8" and engine != "onnx":
             print("the Bento model has no ONNX graph: run `make import-model`", file=sys.stderr)
             return 2

@@ -1,0 +1,104 @@
+"""The int8 rewrite of the ONNX graph: per-channel weights, per-token activations, and a
+token's answer that does not depend on the rows beside it."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from training.onnx_export import per_token_int8, weight_int8
+
+
+def test_each_output_column_gets_its_own_symmetric_scale() -> None:
+    weight = np.array([[1.0, -2.0], [0.5, 4.0]], dtype=np.float32)
+    quantized, scales = weight_int8(weight)
+    np.testing.assert_allclose(scales, [1 / 127, 4 / 127], rtol=1e-6)
+    # 0.5 * 127 = 63.5 and -2 / (4/127) = -63.5: rounded half to even, as ONNX Runtime does.
+    np.testing.assert_array_equal(quantized, [[127, -64], [64, 127]])
+    assert quantized.dtype == np.int8
+
+
+def test_an_all_zero_column_is_kept_at_zero() -> None:
+    quantized, scales = weight_int8(np.zeros((3, 2), dtype=np.float32))
+    np.testing.assert_array_equal(quantized, np.zeros((3, 2)))
+    assert (scales > 0).all()
+
+
+def linear_graph(weight: np.ndarray, bias: np.ndarray, rank: int) -> onnx.ModelProto:
+    """y = x @ weight + bias, for x of `rank` 2 ([rows, k]) or 3 ([batch, tokens, k])."""
+    k, n = weight.shape
+    dims_in: list[str | int] = ["b", "t", k][-rank:]
+    dims_out: list[str | int] = ["b", "t", n][-rank:]
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "w"], ["xw"]),
+            helper.make_node("Add", ["xw", "bias"], ["y"]),
+        ],
+        "linear",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims_in)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, dims_out)],
+        [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "bias")],
+    )
+    # IR 10: what the exporter writes; the onnx package's newer default is ahead of ONNX Runtime.
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
+
+
+def session(model: onnx.ModelProto) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    return ort.InferenceSession(
+        model.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"]
+    )
+
+
+@pytest.fixture
+def weights() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return (
+        rng.normal(size=(16, 8)).astype(np.float32),
+        rng.normal(size=8).astype(np.float32),
+    )
+
+
+def test_weight_matmuls_become_int8_and_the_initializers_go(weights) -> None:
+    model = per_token_int8(linear_graph(*weights, rank=3))
+    ops = [node.op_type for node in model.graph.node]
+    assert "MatMul" not in ops and ops.count("DynamicQuantizeMatMul") == 1
+    stored = {init.name: init.data_type for init in model.graph.initializer}
+    assert "w" not in stored and stored["w_int8"] == TensorProto.INT8
+
+
+@pytest.mark.parametrize("rank", [2, 3])
+def test_a_token_gets_the_same_answer_whatever_shares_its_pass(weights, rank: int) -> None:
+    run = session(per_token_int8(linear_graph(*weights, rank=rank)))
+    rng = np.random.default_rng(1)
+    token = rng.normal(size=16).astype(np.float32)
+    # Neighbours a thousand times larger, and all-zero padding rows.
+    loud = 1000 * rng.normal(size=(3, 16)).astype(np.float32)
+    rows = np.vstack([token, loud, np.zeros((2, 16), dtype=np.float32)])
+    alone = token[None, :] if rank == 2 else token[None, None, :]
+    batch = rows if rank == 2 else rows.reshape(2, 3, 16)
+    (y_alone,) = run.run(None, {"x": alone})
+    (y_batch,) = run.run(None, {"x": batch})
+    assert y_batch.shape == ((6, 8) if rank == 2 else (2, 3, 8))
+    np.testing.assert_array_equal(y_batch.reshape(6, 8)[0], y_alone.reshape(8))
+    # Padding rows answer the bias alone: zero activations stay zero, not NaN.
+    np.testing.assert_allclose(y_batch.reshape(6, 8)[-1], weights[1], atol=1e-6)
+
+
+def test_int8_stays_within_a_percent_of_fp32(weights) -> None:
+    x = np.random.default_rng(2).normal(size=(4, 5, 16)).astype(np.float32)
+    (exact,) = session(linear_graph(*weights, rank=3)).run(None, {"x": x})
+    (int8,) = session(per_token_int8(linear_graph(*weights, rank=3))).run(None, {"x": x})
+    assert np.abs(int8 - exact).max() < 0.01 * np.abs(exact).max()
+
+
+def test_a_weight_read_twice_stays_fp32(weights) -> None:
+    model = linear_graph(*weights, rank=2)
+    model.graph.node.append(helper.make_node("MatMul", ["x", "w"], ["again"]))
+    model.graph.output.append(helper.make_tensor_value_info("again", TensorProto.FLOAT, ["r", 8]))
+    ops = [node.op_type for node in per_token_int8(model).graph.node]
+    assert ops.count("MatMul") == 2 and "DynamicQuantizeMatMul" not in ops
