@@ -8,16 +8,18 @@ output channel and quantises its activations with one scale per token, as the to
 Why not ONNX Runtime's `quantize_dynamic`: its activations get one scale for the whole input
 tensor, padding rows included, so a text's answer depended on the texts that shared its pass
 (CI: the same review scored 0.5968 in one batch and 0.5891 in another, and `/explain` and
-`/predict` disagreed by 0.002). Per-token scales are pinned the same way as in the torch
-path: each token row is divided by its largest magnitude and one extra row holding exactly
--1 and 1 fixes the range ONNX Runtime's fused `DynamicQuantizeMatMul` picks, so each token is
-quantised on its own range whatever the batch holds. Over SST-2 validation (quick model, one
-text per pass against batches of 32) no text moved at all, against 853 of 872 moved by more
-than 1e-4 (up to 0.22) under per-tensor scales. The extra nodes cost some speed on one thread
-(texts/s, per-tensor then per-token, one run each: 240 / 208 at one text, 312 / 311 at 16, 370 /
-337 at 64); the packed torch path did 132, 279 and 291 in the same run. Per-tensor weights (ONNX Runtime's
-default) cost SST-2 accuracy on AVX2, where activations are u8 and the products saturate;
-per-channel scales keep it (issue 21: −1.3 points per-tensor, none per-channel).
+`/predict` disagreed by 0.002). Here each token row is divided by its largest magnitude and
+two columns holding 1 and -1 (over zero weight rows) are appended, so the range ONNX Runtime's
+fused `DynamicQuantizeMatMul` picks for the tensor is always exactly [-1, 1] and each token is
+quantised on its own range whatever the batch holds; the product is scaled back per token.
+Over SST-2 validation (quick model, one text per pass against batches of 32) no text's answer
+moved at all, against 870 of 872 (up to 0.249) under per-tensor scales (`make
+engine-agreement`). The MatMuls that read one activation (query, key, value) run as one:
+478 nodes per pass instead of 640 for a first version with an anchor row and one MatMul each,
+the same numbers to the bit. What batch independence costs in speed is in the README
+(Performance). Per-tensor weights (ONNX Runtime's default) cost SST-2 accuracy on AVX2, where
+activations are u8 and the products saturate; per-channel scales keep it (issue 21: −1.3
+points per-tensor, none per-channel).
 
 The graph takes right-padded `input_ids` and `attention_mask` (int64, dynamic batch and
 sequence) and answers `logits` and `mean_hidden` — the attention-masked mean of the last
@@ -100,6 +102,9 @@ def export_fp32(weights_dir: Path, out_path: Path) -> Path:
 # Smallest token magnitude divided by: an all-zero row stays zero instead of NaN.
 TOKEN_EPS = 1e-12
 QMAX = 127
+# The two columns appended to every normalised activation: with them the kernel's tensor-wide
+# range is exactly [-1, 1] whatever the batch holds. Their weight rows are zero.
+RANGE_PINS = (1.0, -1.0)
 
 
 def weight_int8(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -107,6 +112,14 @@ def weight_int8(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     scales = np.maximum(np.abs(weight).max(axis=0), 1e-8) / QMAX
     quantized = np.clip(np.rint(weight / scales), -QMAX, QMAX).astype(np.int8)
     return quantized, scales.astype(np.float32)
+
+
+def pinned_weight(weights: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The int8 weight and per-column scales of MatMuls that read the same activation, side by
+    side ([K, N1 + N2 + ...]), with one zero row per range pin below."""
+    quantized, scales = weight_int8(np.concatenate(weights, axis=1))
+    pins = np.zeros((len(RANGE_PINS), quantized.shape[1]), dtype=np.int8)
+    return np.concatenate([quantized, pins], axis=0), scales
 
 
 class _GraphBuilder:
@@ -124,81 +137,54 @@ class _GraphBuilder:
             self.consts[name] = self.numpy_helper.from_array(value, name)
         return name
 
-    def node(self, op: str, inputs: list[str], output: str, **attrs: Any) -> str:
-        self.nodes.append(self.helper.make_node(op, inputs, [output], **attrs))
-        return output
+    def node(self, op: str, inputs: list[str], outputs: list[str], **attrs: Any) -> str:
+        self.nodes.append(self.helper.make_node(op, inputs, outputs, **attrs))
+        return outputs[0]
 
 
-def _pinned_rows(g: _GraphBuilder, x: str, k: int) -> tuple[str, str, str]:
-    """`x` as [rows, k] with each row divided by its largest magnitude, plus the row of -1 and
-    1 that pins the quantiser's range; answers (pinned, per-row magnitude, leading shape)."""
-    lead = g.node(
-        "Slice",
-        [
-            g.node("Shape", [x], f"{x}_pt_shape"),
-            g.const("pt_0", np.array([0])),
-            g.const("pt_-1", np.array([-1])),
-        ],
-        f"{x}_pt_lead",
-    )
-    flat = g.node("Reshape", [x, g.const(f"pt_flat_{k}", np.array([-1, k]))], f"{x}_pt_flat")
+def _int8_matmuls(g: _GraphBuilder, x: str, group: list[tuple[str, np.ndarray, str]]) -> None:
+    """The MatMuls `group` ((weight name, weight, output) each), all reading `x`, as one int8
+    MatMul over `x` with each token row divided by its largest magnitude and the range pins
+    appended; the product is scaled back per token and split into the MatMuls' outputs."""
+    last = g.const("pt_last", np.array([-1]))
     amax = g.node(
         "Max",
         [
-            g.node(
-                "ReduceMax",
-                [g.node("Abs", [flat], f"{x}_pt_abs"), g.const("pt_1", np.array([1]))],
-                f"{x}_pt_amax0",
-                keepdims=1,
-            ),
+            g.node("ReduceMax", [g.node("Abs", [x], [f"{x}_pt_abs"]), last], [f"{x}_pt_amax0"]),
             g.const("pt_eps", np.array(TOKEN_EPS, dtype=np.float32)),
         ],
-        f"{x}_pt_amax",
+        [f"{x}_pt_amax"],
     )
-    anchor = np.zeros((1, k), dtype=np.float32)
-    anchor[0, 0], anchor[0, 1] = 1.0, -1.0
-    pinned = g.node(
-        "Concat",
-        [g.node("Div", [flat, amax], f"{x}_pt_norm"), g.const(f"pt_anchor_{k}", anchor)],
-        f"{x}_pt_pinned",
-        axis=0,
-    )
-    return pinned, amax, lead
-
-
-def _int8_matmul(
-    g: _GraphBuilder, rows: tuple[str, str, str], w_name: str, weight: np.ndarray, out: str
-) -> None:
-    """`out` = the pinned rows times `weight` in int8, scaled back and reshaped like the MatMul."""
-    pinned, amax, lead = rows
-    quantized, scales = weight_int8(weight)
+    pinned = g.node("Div", [x, amax], [f"{x}_pt_norm"])
+    one_more = g.const("pt_one_more", np.array([0, 1]))
+    for i, value in enumerate(RANGE_PINS):
+        pin = g.const(f"pt_pin{i}", np.array(value, dtype=np.float32))
+        pinned = g.node("Pad", [pinned, one_more, pin, last], [f"{x}_pt_pin{i}"])
+    quantized, scales = pinned_weight([weight for _, weight, _ in group])
+    first = group[0][0]
     product = g.node(
         "DynamicQuantizeMatMul",
-        [pinned, g.const(f"{w_name}_int8", quantized), g.const(f"{w_name}_scale", scales)],
-        f"{out}_pt_q",
+        [pinned, g.const(f"{first}_int8", quantized), g.const(f"{first}_scale", scales)],
+        [f"{x}_pt_q"],
         domain="com.microsoft",
     )
-    token_rows = g.node(
-        "Slice",
-        [product, g.const("pt_0", np.array([0])), g.const("pt_-1", np.array([-1]))],
-        f"{out}_pt_rows",
-    )
-    shape = g.node(
-        "Concat",
-        [lead, g.const(f"pt_n_{weight.shape[1]}", np.array([weight.shape[1]]))],
-        f"{out}_pt_outshape",
-        axis=0,
-    )
-    g.node("Reshape", [g.node("Mul", [token_rows, amax], f"{out}_pt_scaled"), shape], out)
+    outputs = [out for _, _, out in group]
+    if len(group) == 1:
+        g.node("Mul", [product, amax], outputs)
+        return
+    scaled = g.node("Mul", [product, amax], [f"{x}_pt_scaled"])
+    widths = np.array([weight.shape[1] for _, weight, _ in group])
+    g.node("Split", [scaled, g.const(f"{first}_split", widths)], outputs, axis=-1)
 
 
 def per_token_int8(model: Any) -> Any:
     """`model` (an `onnx.ModelProto`) with every MatMul by a 2-D weight initializer replaced by
     int8 weights (per output channel) times per-token int8 activations; returns `model`.
 
-    MatMuls that read the same activation (attention's query, key and value) share one
-    normalisation of it. The MatMuls between two activations (attention scores and mixing)
-    stay fp32, as they do in the torch path."""
+    The MatMuls that read the same activation (attention's query, key and value) become one
+    int8 MatMul over one normalisation of it: fewer, larger kernels, the same numbers. The
+    MatMuls between two activations (attention scores and mixing) stay fp32, as they do in the
+    torch path."""
     import onnx
     from onnx import helper, numpy_helper
 
@@ -208,21 +194,22 @@ def per_token_int8(model: Any) -> Any:
     for node in graph.node:
         for name in node.input:
             uses[name] = uses.get(name, 0) + 1
-    g = _GraphBuilder()
-    pinned: dict[str, tuple[str, str, str]] = {}
-    replaced: set[str] = set()
+    groups: dict[str, list[tuple[str, np.ndarray, str]]] = {}
     for node in graph.node:
         w_name = node.input[1] if node.op_type == "MatMul" else ""
-        if w_name not in weights or uses[w_name] != 1:
+        if w_name in weights and uses[w_name] == 1:
+            weight = numpy_helper.to_array(weights[w_name]).astype(np.float32)
+            groups.setdefault(node.input[0], []).append((w_name, weight, node.output[0]))
+    rewritten = {w_name for group in groups.values() for w_name, _, _ in group}
+    g = _GraphBuilder()
+    for node in graph.node:
+        w_name = node.input[1] if node.op_type == "MatMul" else ""
+        if w_name not in rewritten:
             g.nodes.append(node)
-            continue
-        weight = numpy_helper.to_array(weights[w_name]).astype(np.float32)
-        x = node.input[0]
-        if x not in pinned:
-            pinned[x] = _pinned_rows(g, x, weight.shape[0])
-        _int8_matmul(g, pinned[x], w_name, weight, node.output[0])
-        replaced.add(w_name)
-    kept = [init for init in graph.initializer if init.name not in replaced]
+        elif groups[node.input[0]][0][0] == w_name:
+            # At the group's first MatMul: every member's input exists there already.
+            _int8_matmuls(g, node.input[0], groups[node.input[0]])
+    kept = [init for init in graph.initializer if init.name not in rewritten]
     del graph.initializer[:]
     graph.initializer.extend([*kept, *g.consts.values()])
     del graph.node[:]

@@ -102,3 +102,26 @@ def test_a_weight_read_twice_stays_fp32(weights) -> None:
     model.graph.output.append(helper.make_tensor_value_info("again", TensorProto.FLOAT, ["r", 8]))
     ops = [node.op_type for node in per_token_int8(model).graph.node]
     assert ops.count("MatMul") == 2 and "DynamicQuantizeMatMul" not in ops
+
+
+def test_matmuls_reading_one_activation_become_one_with_the_same_answers(weights) -> None:
+    w, bias = weights
+    other = np.random.default_rng(3).normal(size=(16, 5)).astype(np.float32)
+    both = linear_graph(w, bias, rank=3)
+    both.graph.initializer.append(numpy_helper.from_array(other, "w2"))
+    both.graph.node.append(helper.make_node("MatMul", ["x", "w2"], ["second"]))
+    both.graph.output.append(
+        helper.make_tensor_value_info("second", TensorProto.FLOAT, ["b", "t", 5])
+    )
+    fused = per_token_int8(both)
+    ops = [node.op_type for node in fused.graph.node]
+    assert ops.count("DynamicQuantizeMatMul") == 1 and "Split" in ops
+    x = np.random.default_rng(4).normal(size=(2, 3, 16)).astype(np.float32)
+    y, second = session(fused).run(None, {"x": x})
+    (y_alone,) = session(per_token_int8(linear_graph(w, bias, rank=3))).run(None, {"x": x})
+    (second_alone,) = session(per_token_int8(linear_graph(other, np.zeros(5, np.float32), 3))).run(
+        None, {"x": x}
+    )
+    # Per-column weight scales and per-token activation scales: side by side changes nothing.
+    np.testing.assert_array_equal(y, y_alone)
+    np.testing.assert_array_equal(second, second_alone)
