@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from loadtests.compute_limit import cpu_ghz, flops_per_text, flops_per_token, limit_texts_per_s
+from loadtests.compute_limit import (
+    cpu_features,
+    cpu_ghz,
+    flops_per_cycle,
+    flops_per_text,
+    flops_per_token,
+    limit_texts_per_s,
+)
 
 
 def test_flops_per_token_counts_the_weight_and_attention_products() -> None:
@@ -30,3 +37,37 @@ def test_the_clock_is_the_mean_of_the_cpu_mhz_lines() -> None:
     info = "processor\t: 0\ncpu MHz\t\t: 2400.000\nprocessor\t: 1\ncpu MHz\t\t: 2600.000\n"
     assert cpu_ghz(info) == 2.5
     assert cpu_ghz("processor : 0\n") is None
+
+
+AVX2 = {"avx", "avx2", "fma"}
+AVX512_VNNI = AVX2 | {"avx512f", "avx512bw", "avx512_vnni"}
+
+
+@pytest.mark.parametrize(
+    ("flags", "vendor", "family", "expected"),
+    [
+        (AVX2, "GenuineIntel", 6, {"fp32": 32, "int8": 64}),
+        # Zen 3: family 25 without AVX-512, nothing to halve.
+        (AVX2, "AuthenticAMD", 25, {"fp32": 32, "int8": 64}),
+        (AVX2 | {"avx_vnni"}, "GenuineIntel", 6, {"fp32": 32, "int8": 128}),
+        (AVX2 | {"avx512f", "avx512bw"}, "GenuineIntel", 6, {"fp32": 64, "int8": 128}),
+        (AVX512_VNNI, "GenuineIntel", 6, {"fp32": 64, "int8": 256}),
+        # Zen 4 (these machines): 512-bit instructions in two halves.
+        (AVX512_VNNI, "AuthenticAMD", 25, {"fp32": 32, "int8": 128}),
+        (AVX512_VNNI, "AuthenticAMD", 26, {"fp32": 64, "int8": 256}),
+        ({"sse4_2"}, "", None, {"fp32": 16, "int8": 32}),
+    ],
+)
+def test_the_peak_per_cycle_follows_the_widest_instructions(
+    flags, vendor, family, expected
+) -> None:
+    assert flops_per_cycle(flags, vendor, family) == expected
+
+
+def test_flags_vendor_and_family_come_from_the_first_processor() -> None:
+    info = (
+        "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\n"
+        "flags\t\t: fpu avx2 avx512_vnni\nprocessor\t: 1\nflags\t\t: other\n"
+    )
+    assert cpu_features(info) == ({"fpu", "avx2", "avx512_vnni"}, "AuthenticAMD", 25)
+    assert cpu_features("") == (set(), "", None)
