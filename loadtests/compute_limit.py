@@ -114,7 +114,7 @@ def compute_limit(model_config: dict[str, Any], lengths: Sequence[int]) -> dict[
         "ghz": ghz,
         "flops_per_cycle": per_cycle,
         "texts_per_s": {
-            kind: round(limit_texts_per_s(per_text, cores, ghz, per_cycle), 1)
+            kind: round(limit_texts_per_s(per_text, cores, ghz, rate), 1)
             for kind, rate in per_cycle.items()
         },
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from loadtests.compute_limit import (
+    compute_limit,
     cpu_features,
     cpu_ghz,
     flops_per_cycle,
@@ -71,3 +72,15 @@ def test_flags_vendor_and_family_come_from_the_first_processor() -> None:
     )
     assert cpu_features(info) == ({"fpu", "avx2", "avx512_vnni"}, "AuthenticAMD", 25)
     assert cpu_features("") == (set(), "", None)
+
+
+def test_this_machines_limit_uses_its_own_rate_per_kind() -> None:
+    config = {"num_hidden_layers": 6, "hidden_size": 384, "intermediate_size": 1536}
+    limit = compute_limit(config, [20, 30])
+    assert limit, "no clock in /proc/cpuinfo"
+    for kind, rate in limit["flops_per_cycle"].items():
+        expected = limit_texts_per_s(
+            flops_per_text(6, 384, 1536, [20, 30]), limit["cores"], limit["ghz"], rate
+        )
+        assert limit["texts_per_s"][kind] == pytest.approx(expected, abs=0.1)
+    assert limit["texts_per_s"]["int8"] >= limit["texts_per_s"]["fp32"]
