@@ -22,7 +22,7 @@ shadow-overhead: ensure-model ## A challenger in shadow (the served model as its
 model-path: ensure-model ## Model-path variants side by side on one thread (VARIANTS, BATCHES); results/model_path.json
 	$(PY) -m loadtests.model_path $(foreach v,$(VARIANTS),--variant $(v)) --batch $(BATCHES)
 
-engine-agreement: ensure-model ## Accuracy of torch fp32, torch int8 and ONNX int8 on SST-2 validation, and where the int8 engines disagree; results/engine_agreement.json
+engine-agreement: ensure-model ## Accuracy of torch fp32, torch int8 and ONNX int8 on SST-2 validation, where the int8 engines disagree, and whether answers move with their batch; results/engine_agreement.json
 	$(PY) -m loadtests.engine_agreement
 
 engine-defaults: ensure-model ## Old (torch) vs new (auto) engine default: one-client p50 and 32-client texts/s, alternating; results/engine_defaults.json
