@@ -24,8 +24,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from monitoring.performance import positive_probabilities
 from sentiment.config import load_serving_config
 from sentiment.data import read_tsv, resolve_sst2_dir
+from sentiment.labels import LABEL_NAMES
 from sentiment.metrics import classification_metrics
 
 # Engines measured: report key -> model settings over the serving config.
@@ -60,8 +64,11 @@ def disagreements(a: list[tuple[str, float]], b: list[tuple[str, float]]) -> lis
     ]
 
 
-def positive_probability(label: str, confidence: float) -> float:
-    return confidence if label == "positive" else 1.0 - confidence
+def _positive(run: list[tuple[str, float]]) -> np.ndarray:
+    """P(positive) per text of a run's (label, confidence) pairs."""
+    return positive_probabilities(
+        [confidence for _, confidence in run], [LABEL_NAMES.index(label) for label, _ in run]
+    )
 
 
 def batch_shift(alone: list[tuple[str, float]], batched: list[tuple[str, float]]) -> dict[str, Any]:
@@ -69,13 +76,10 @@ def batch_shift(alone: list[tuple[str, float]], batched: list[tuple[str, float]]
     (one text per pass, and in batches): the largest move and how many moved over MOVED."""
     if len(alone) != len(batched):
         raise ValueError(f"{len(alone)} predictions against {len(batched)}")
-    moves = [
-        abs(positive_probability(*a) - positive_probability(*b))
-        for a, b in zip(alone, batched, strict=True)
-    ]
+    moves = np.abs(_positive(alone) - _positive(batched))
     return {
-        "max_shift": round(max(moves, default=0.0), 6),
-        "texts_moved": sum(1 for m in moves if m > MOVED),
+        "max_shift": round(float(moves.max(initial=0.0)), 6),
+        "texts_moved": int((moves > MOVED).sum()),
     }
 
 

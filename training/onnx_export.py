@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +178,11 @@ def _int8_matmuls(g: _GraphBuilder, x: str, group: list[tuple[str, np.ndarray, s
     g.node("Split", [scaled, g.const(f"{first}_split", widths)], outputs, axis=-1)
 
 
+def _weight_input(node: Any) -> str:
+    """The second input of a MatMul (a weight, when it is an initializer); "" for other nodes."""
+    return str(node.input[1]) if node.op_type == "MatMul" else ""
+
+
 def per_token_int8(model: Any) -> Any:
     """`model` (an `onnx.ModelProto`) with every MatMul by a 2-D weight initializer replaced by
     int8 weights (per output channel) times per-token int8 activations; returns `model`.
@@ -190,20 +196,17 @@ def per_token_int8(model: Any) -> Any:
 
     graph = model.graph
     weights = {init.name: init for init in graph.initializer if len(init.dims) == 2}
-    uses: dict[str, int] = {}
-    for node in graph.node:
-        for name in node.input:
-            uses[name] = uses.get(name, 0) + 1
+    uses = Counter(name for node in graph.node for name in node.input)
     groups: dict[str, list[tuple[str, np.ndarray, str]]] = {}
     for node in graph.node:
-        w_name = node.input[1] if node.op_type == "MatMul" else ""
+        w_name = _weight_input(node)
         if w_name in weights and uses[w_name] == 1:
             weight = numpy_helper.to_array(weights[w_name]).astype(np.float32)
             groups.setdefault(node.input[0], []).append((w_name, weight, node.output[0]))
     rewritten = {w_name for group in groups.values() for w_name, _, _ in group}
     g = _GraphBuilder()
     for node in graph.node:
-        w_name = node.input[1] if node.op_type == "MatMul" else ""
+        w_name = _weight_input(node)
         if w_name not in rewritten:
             g.nodes.append(node)
         elif groups[node.input[0]][0][0] == w_name:
