@@ -191,6 +191,10 @@ class DriftDetector:
     ) -> None:
         self.window.extend(confidence, label, n_chars, n_tokens, embeddings)
 
+    def add_embeddings(self, embeddings: Sequence[Sequence[float]] | np.ndarray) -> None:
+        """Embeddings alone (their ring of the window is filled on its own)."""
+        self.window.extend_embeddings(embeddings)
+
     def add_predictions(self, predictions: Sequence[Mapping[str, Any]]) -> None:
         """Add raw prediction dicts (label, confidence, n_chars, n_tokens, embedding)."""
         if not predictions:

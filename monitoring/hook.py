@@ -91,12 +91,29 @@ def log_predictions(
 def _log(
     raw_predictions: Sequence[Mapping[str, Any]], latency_s: float | None, model_tag: str | None
 ) -> None:
+    from monitoring.monitor import ACTIVE
+
+    columns = columns_of(raw_predictions)
+    monitor = ACTIVE.get(monitor_name())
+    if monitor is None:
+        _first_record(columns, latency_s, model_tag)
+        return
+    if model_tag:
+        monitor.set_model_tag(model_tag)
+    monitor.log_columns(columns, latency_s)
+
+
+def _first_record(
+    columns: dict[str, list[Any]], latency_s: float | None, model_tag: str | None
+) -> None:
+    """A record through `bentoml.monitor`, which creates this process's monitor (the class the
+    service's `monitoring` setting names) and gives it the columns' schema; later records go
+    to that monitor directly (SentimentMonitor.log_columns)."""
     import bentoml
 
     from monitoring.monitor import REQUEST_LATENCY, SentimentMonitor
 
     REQUEST_LATENCY.set(latency_s)
-    columns = columns_of(raw_predictions)
     with bentoml.monitor(monitor_name(), **_monitor_kwargs()) as mon:
         if model_tag and isinstance(mon, SentimentMonitor):
             mon.set_model_tag(model_tag)

@@ -14,7 +14,7 @@ takes the largest value among live workers.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from monitoring.drift import TEST_NAMES
@@ -108,7 +108,10 @@ class MonitorMetrics:
             **per_worker,
         )
 
-    def observe(self, labels: list[str], confidences: list[float], latency_s: float | None) -> None:
+    def observe(
+        self, labels: list[str], confidences: list[float], latencies_s: Sequence[float]
+    ) -> None:
+        """Predictions of any number of requests, with the latency of each request."""
         counts: dict[str, int] = {}
         for label in labels:
             counts[label] = counts.get(label, 0) + 1
@@ -116,8 +119,8 @@ class MonitorMetrics:
             self.predictions.labels(sentiment=label).inc(n)
         for value in confidences:
             self.confidence.observe(value)
-        if latency_s is not None:
-            self.duration.observe(latency_s)
+        for latency in latencies_s:
+            self.duration.observe(latency)
 
     def set_drift(self, report: Mapping[str, Any]) -> None:
         self.drift_score.set(report["drift_score"])

@@ -103,7 +103,12 @@ class PredictionWindow:
             (self._confidence, self._label, self._n_chars, self._n_tokens), columns, strict=True
         ):
             ring.extend(column)
-        if embeddings is not None and len(embeddings):
+        if embeddings is not None:
+            self.extend_embeddings(embeddings)
+
+    def extend_embeddings(self, embeddings: Sequence[Sequence[float]] | np.ndarray) -> None:
+        """Rows for the embedding ring only: it fills independently of the scalar columns."""
+        if len(embeddings):
             matrix = np.asarray(embeddings, dtype=np.float32)
             if matrix.ndim != 2:
                 raise ValueError("embeddings must be a 2-d array")
@@ -172,12 +177,12 @@ class RunningSummary:
         self.confidence_sum = 0.0
         self.latencies: deque[float] = deque(maxlen=latency_window)
 
-    def add(self, confidences: np.ndarray, positives: int, latency_s: float | None) -> None:
+    def add(self, confidences: np.ndarray, positives: int, latencies_s: Sequence[float]) -> None:
+        """Predictions of any number of requests, with the latency of each request."""
         self.total += int(confidences.size)
         self.positive += positives
         self.confidence_sum += float(confidences.sum())
-        if latency_s is not None:
-            self.latencies.append(latency_s)
+        self.latencies.extend(latencies_s)
 
     @property
     def average_confidence(self) -> float | None:

@@ -251,7 +251,7 @@ def test_pending_buffer_drops_the_oldest_beyond_its_bound() -> None:
 def test_running_summary_is_bounded() -> None:
     summary = RunningSummary(latency_window=100)
     for i in range(1000):
-        summary.add(np.array([0.5, 1.0]), 1, float(i))
+        summary.add(np.array([0.5, 1.0]), 1, [float(i)])
     assert summary.total == 2000
     assert summary.positive_ratio == 0.5
     assert summary.average_confidence == pytest.approx(0.75)

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from monitoring import hook
 from monitoring.config import MONITORING_ENV, MonitoringConfig, load_monitoring_config
 from monitoring.metrics import MonitorMetrics
-from monitoring.monitor import ACTIVE, REQUEST_LATENCY, SentimentMonitor
+from monitoring.monitor import ACTIVE, REQUEST_LATENCY, SentimentMonitor, merge_records
 from monitoring.performance import IdentityCalibration, PerformanceEstimator
 from monitoring.reference import DriftReference
 
@@ -145,6 +145,85 @@ def test_refresh_updates_metrics_summary_and_window(
     assert sample(registry, "drift_window_size") == 14
     assert sample(registry, "drift_detected") == 0
     assert np.isnan(sample(registry, "drift_test_p_value", {"test": "embedding_mmd"}))
+
+
+def test_merge_records_joins_columns_and_names_what_it_skips() -> None:
+    records = [
+        {
+            "label": ["positive"],
+            "confidence": [0.9],
+            "n_chars": [10],
+            "n_tokens": [3],
+            "embedding": [[1.0, 0.0]],
+            "_latency_s": 0.2,
+        },
+        {"label": ["negative", "positive"], "confidence": [0.6, "0.7"], "_latency_s": None},
+        {"label": ["positive"], "confidence": [0.8, 0.9]},  # one label, two confidences
+        {"confidence": [0.5]},  # no label column
+        {"label": ["negative"], "confidence": ["high"]},
+        {
+            "label": ["negative"],
+            "confidence": [0.55],
+            "n_chars": [4],
+            "n_tokens": [2],
+            "embedding": [[0.0, 1.0]],
+            "_latency_s": 0.4,
+        },
+    ]
+    batch, problems = merge_records(records)
+    assert batch.labels == ["positive", "negative", "positive", "negative"]
+    assert batch.confidences == [0.9, 0.6, 0.7, 0.55]
+    assert batch.n_chars == [10, 0, 0, 4]
+    assert batch.n_tokens == [3, 0, 0, 2]
+    assert batch.embeddings == [[1.0, 0.0], [0.0, 1.0]]
+    assert batch.latencies == [0.2, 0.4]
+    assert problems == [
+        "ValueError: columns of different lengths",
+        "KeyError: 'label'",
+        "ValueError: could not convert string to float: 'high'",
+    ]
+
+
+def test_one_refresh_takes_in_many_records_as_recorded_one_by_one(
+    monitor: SentimentMonitor, registry: CollectorRegistry
+) -> None:
+    raw = [raw_prediction(i) for i in range(60)]
+    for i, prediction in enumerate(raw):
+        monitor.log_columns(hook.columns_of([prediction]), 0.01 * (i + 1))
+    monitor.refresh()
+    window = monitor.detector.window.snapshot()
+    assert window.confidence.tolist() == pytest.approx([p["confidence"] for p in raw])
+    assert window.embeddings is not None
+    assert window.embeddings == pytest.approx(np.array([p["embedding"] for p in raw]))
+    assert sample(registry, "prediction_duration_seconds_count") == 60
+    assert sample(registry, "prediction_duration_seconds_sum") == pytest.approx(0.01 * 1830)
+    assert monitor.summary()["latency_requests"] == 60
+
+
+def test_hook_goes_through_bentoml_monitor_once_per_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import bentoml
+
+    name = "test-hook-once"
+    monkeypatch.setattr(hook, "monitor_name", lambda: name)
+    opened: list[str] = []
+    original = bentoml.monitor
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        opened.append(args[0])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(bentoml, "monitor", counting)
+    for i in range(5):
+        hook.log_predictions(["t"], [raw_prediction(i)], 0.1)
+    mon = ACTIVE[name]
+    try:
+        assert opened == [name]
+        assert set(mon.schema) == {c[0] for c in hook.COLUMNS} | {"embedding"}
+        assert hook.summary()["total_predictions"] == 5
+    finally:
+        mon.close()
 
 
 def test_performance_block_estimates_and_counts_labels(registry: CollectorRegistry) -> None:

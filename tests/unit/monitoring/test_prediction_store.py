@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from monitoring.prediction_store import (
+    CHUNK,
     METADATA,
     FeedbackItem,
     FeedbackResult,
@@ -269,6 +270,19 @@ def test_labelled_pairs_newest_feedback_first(store: PredictionStore) -> None:
     assert store.labelled_count("v1") == 3
     assert store.labelled_count("v2") == 1
     assert store.labelled_count("v3") == 0
+
+
+def test_labelled_reads_past_pages_of_other_versions_feedback(store: PredictionStore) -> None:
+    served = [prediction(f"v1-{i}", T0 + i, label=POSITIVE) for i in range(3)]
+    # More labels of another version than one page (CHUNK), all given after the served ones.
+    others = [prediction(f"v2-{i}", T0 + i, version="v2") for i in range(CHUNK + 20)]
+    store.record(served + others)
+    for item in served:
+        store.add_feedback([FeedbackItem(NEGATIVE, prediction_id=item.id)])
+    store.add_feedback([FeedbackItem(POSITIVE, prediction_id=o.id) for o in others])
+    assert store.labelled("v1", 10) == [(POSITIVE, NEGATIVE)] * 3
+    assert store.labelled("v1", 2) == [(POSITIVE, NEGATIVE)] * 2
+    assert len(store.labelled("v2", CHUNK + 100)) == CHUNK + 20
 
 
 # --- retention -------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from transformers import (
@@ -126,6 +127,9 @@ def test_runtime_predicts_the_same_with_and_without_skipping_padding(tmp_path: P
         assert packed.unk_ratio == padded.unk_ratio
         assert packed.confidence == pytest.approx(padded.confidence, abs=1e-5)
         assert packed.embedding == pytest.approx(padded.embedding, abs=1e-5)
+        # An array, not a list: it crosses the pipe to the server worker as bytes.
+        for embedding in (padded.embedding, packed.embedding):
+            assert isinstance(embedding, np.ndarray) and embedding.dtype == np.float32
     # "," and "x" are not in the vocabulary.
     assert [p.n_tokens for p in results[True]] == [2, 6, 1, 5, 1]
     assert [p.unk_ratio for p in results[True]] == [0.0, 1 / 6, 0.0, 0.0, 1.0]
