@@ -45,6 +45,7 @@ class ServerProcess:
         log_path: Path,
         port: int,
         ready_path: str = "/readyz",
+        cwd: Path = PROJECT_ROOT,
     ) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
@@ -53,7 +54,7 @@ class ServerProcess:
         self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             list(argv),
-            cwd=PROJECT_ROOT,
+            cwd=cwd,
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -61,11 +62,19 @@ class ServerProcess:
         )
 
     @classmethod
-    def bentoml(cls, env: dict[str, str], log_path: Path, port: int | None = None) -> ServerProcess:
+    def bentoml(
+        cls,
+        env: dict[str, str],
+        log_path: Path,
+        port: int | None = None,
+        project: Path = PROJECT_ROOT,
+    ) -> ServerProcess:
+        """`bentoml serve` of the service in `project`: this checkout, or another one (an
+        older commit's tree) run with this environment's packages."""
         port = port or free_port()
         argv = [sys.executable, "-m", "bentoml", "serve", "service:SentimentAPI"]
         argv += ["--host", "127.0.0.1", "--port", str(port)]
-        return cls(argv, env, log_path, port)
+        return cls(argv, env, log_path, port, cwd=project)
 
     def wait_ready(self, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout

@@ -9,6 +9,11 @@ and its 32 single-text clients' texts/s, against a real `bentoml serve` started 
 setting off, then on, alternating, so that the machine's drift over minutes falls on both sides
 alike. Each server has a BENTOML_HOME (and so a feedback database) of its own. Writes
 `--out` (JSON) and prints the figures.
+
+`make engine-defaults` toggles the engine in this tree; `make vs-release` serves the "off" side
+from an older commit's checkout (`--off-tree`, a git worktree run with this environment's
+packages and model store), so a release is compared with the code it replaces, not only with
+its own old setting.
 """
 
 from __future__ import annotations
@@ -17,23 +22,29 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from loadtests.http_load import run_load
-from loadtests.servers import ServerProcess, own_bentoml_home
+from loadtests.servers import PROJECT_ROOT, ServerProcess, own_bentoml_home
 from sentiment.data import read_tsv, resolve_sst2_dir
 
 LOADS = ((1, 1), (32, 1))  # (clients, texts per request), as in make benchmark
 
 
 def measure(
-    env: dict[str, str], log: Path, texts: list[str], duration_s: float, warmup_s: float
+    env: dict[str, str],
+    log: Path,
+    texts: list[str],
+    duration_s: float,
+    warmup_s: float,
+    project: Path = PROJECT_ROOT,
 ) -> dict[str, Any]:
-    """One server: the one-client p50 and the 32-client texts/s."""
-    server = ServerProcess.bentoml(env, log)
+    """One server of the service in `project`: the one-client p50 and the 32-client texts/s."""
+    server = ServerProcess.bentoml(env, log, project=project)
     try:
         server.wait_ready()
         url = f"{server.url}/predict"
@@ -82,6 +93,20 @@ def summarize(
     }
 
 
+def _describe_tree(tree: Path) -> str:
+    """The commit a checkout is at (`git describe`-like), or its path when git cannot say."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(tree), "log", "-1", "--format=%h %s"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return str(tree)
+    return head[:120] or str(tree)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--env", required=True, help="the environment variable toggled")
@@ -95,6 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="off/on pairs")
     parser.add_argument("--duration", type=float, default=12.0, help="seconds per load")
     parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument(
+        "--off-tree",
+        type=Path,
+        default=None,
+        help="serve the 'off' side from this checkout (an older release: git worktree add)",
+    )
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     folder = resolve_sst2_dir(os.environ.get("SENTIMENT_DATA_DIR"))
@@ -112,7 +143,10 @@ def main(argv: list[str] | None = None) -> int:
             env = own_bentoml_home(dict(os.environ), scratch / name)
             env.update(item.split("=", 1) for item in args.extra)
             env[args.env] = args.on if store == "on" else args.off
-            result = measure(env, scratch / f"{name}.log", texts, args.duration, args.warmup)
+            project = args.off_tree if store == "off" and args.off_tree else PROJECT_ROOT
+            result = measure(
+                env, scratch / f"{name}.log", texts, args.duration, args.warmup, project
+            )
             runs.append({"round": round_, "store": store, **result})
             print(
                 f"round {round_} {args.env} {store:<3}  one-client p50 "
@@ -121,7 +155,10 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
     summary = summarize(runs, args.max_change, args.max_p50_ms)
-    report = {"setting": {"env": args.env, "off": args.off, "on": args.on}, "runs": runs, **summary}
+    setting = {"env": args.env, "off": args.off, "on": args.on}
+    if args.off_tree:
+        setting["off_tree"] = _describe_tree(args.off_tree)
+    report = {"setting": setting, "runs": runs, **summary}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")

@@ -6,7 +6,7 @@ HOST ?= http://127.0.0.1:$(PORT)
 VARIANTS ?= auto= torch=engine=torch onnx=engine=onnx fp32=quantize=false,engine=torch
 BATCHES ?= 1 4 16 64
 
-.PHONY: benchmark model-path engine-agreement engine-defaults load-test gpu-check feedback-overhead shadow-overhead
+.PHONY: benchmark model-path engine-agreement engine-defaults vs-release load-test gpu-check feedback-overhead shadow-overhead
 
 benchmark: ensure-model ## Platform vs baselines side by side; writes results/benchmark.json
 	$(PY) -m loadtests.benchmark
@@ -28,6 +28,14 @@ engine-agreement: ensure-model ## Accuracy of torch fp32, torch int8 and ONNX in
 engine-defaults: ensure-model ## Old (torch) vs new (auto) engine default: one-client p50 and 32-client texts/s, alternating; results/engine_defaults.json
 	$(PY) -m loadtests.setting_overhead --env SENTIMENT_ENGINE --off torch --on auto --rounds 2 \
 		--out results/engine_defaults.json
+
+# The last commit before the engine per pass (issue 21's "today").
+BASE ?= cac6be1
+vs-release: ensure-model ## This tree's defaults against the serving code of BASE (git worktree), alternating: one-client p50 and 32-client texts/s; results/vs_release.json
+	@tree=$$(mktemp -d)/base && git worktree add --detach $$tree $(BASE) >/dev/null && \
+	$(PY) -m loadtests.setting_overhead --env SENTIMENT_ENGINE --off torch --on auto --rounds 2 \
+		--off-tree $$tree --out results/vs_release.json; \
+	status=$$?; git worktree remove --force $$tree; exit $$status
 
 load-test: $(STAMP) ## Locust against a running service (USERS, SPAWN_RATE, DURATION, HOST); reports in results/
 	mkdir -p results
