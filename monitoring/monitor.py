@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,7 @@ from monitoring.reference import DriftReference, label_index, load_reference
 from monitoring.stats import percentile_summary
 from monitoring.window import PendingBuffer, RunningSummary
 from sentiment.config import ConfigError, load_serving_config
+from sentiment.labels import LABEL_NAMES
 
 logger = logging.getLogger("monitoring.monitor")
 
@@ -62,6 +63,8 @@ class RecordBatch:
     single-text request, most of it in numpy conversions of one-element lists."""
 
     labels: list[str] = field(default_factory=list)
+    # Each label's index among the model's labels (the drift reference's order).
+    label_ids: list[int] = field(default_factory=list)
     confidences: list[float] = field(default_factory=list)
     n_chars: list[int] = field(default_factory=list)
     n_tokens: list[int] = field(default_factory=list)
@@ -71,14 +74,17 @@ class RecordBatch:
     latencies: list[float] = field(default_factory=list)
 
 
-def merge_records(records: Iterable[dict[str, Any]]) -> tuple[RecordBatch, list[str]]:
+def merge_records(
+    records: Iterable[dict[str, Any]], known_labels: Sequence[str] = LABEL_NAMES
+) -> tuple[RecordBatch, list[str]]:
     """The usable records as one batch, and why each of the others was skipped (a column
-    missing, of another length, or not a number)."""
+    missing, of another length, not a number, or a label the model does not have)."""
     batch = RecordBatch()
     problems: list[str] = []
     for record in records:
         try:
             labels = [str(v) for v in record["label"]]
+            label_ids = [label_index(v, known_labels) for v in labels]
             confidences = [float(v) for v in record["confidence"]]
             n = len(labels)
             n_chars = [int(v) for v in record.get("n_chars", [0] * n)]
@@ -89,6 +95,7 @@ def merge_records(records: Iterable[dict[str, Any]]) -> tuple[RecordBatch, list[
             problems.append(f"{type(exc).__name__}: {exc}")
             continue
         batch.labels += labels
+        batch.label_ids += label_ids
         batch.confidences += confidences
         batch.n_chars += n_chars
         batch.n_tokens += n_tokens
@@ -249,7 +256,8 @@ class SentimentMonitor(MonitorBase[Any]):
             if dropped:
                 self.dropped += dropped
                 self.metrics.dropped.inc(dropped)
-            batch, problems = merge_records(records)
+            known = self.detector.reference.labels if self.detector.reference else LABEL_NAMES
+            batch, problems = merge_records(records, known)
             for problem in problems:
                 logger.warning("skipped a monitoring record: %s", problem)
             if batch.labels:
@@ -297,8 +305,7 @@ class SentimentMonitor(MonitorBase[Any]):
         return report
 
     def _ingest(self, batch: RecordBatch) -> None:
-        known = self.detector.reference.labels if self.detector.reference else None
-        label_ids = [label_index(v, known) if known else label_index(v) for v in batch.labels]
+        label_ids = batch.label_ids
         positive = sum(1 for v in batch.labels if v == "positive")
         self.totals.add(np.asarray(batch.confidences), positive, batch.latencies)
         self.recent.extend(zip(batch.confidences, label_ids, strict=True))

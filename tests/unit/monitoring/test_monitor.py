@@ -161,8 +161,9 @@ def test_merge_records_joins_columns_and_names_what_it_skips() -> None:
         {"label": ["positive"], "confidence": [0.8, 0.9]},  # one label, two confidences
         {"confidence": [0.5]},  # no label column
         {"label": ["negative"], "confidence": ["high"]},
+        {"label": ["neutral"], "confidence": [0.5]},  # not one of the model's labels
         {
-            "label": ["negative"],
+            "label": ["Negative"],
             "confidence": [0.55],
             "n_chars": [4],
             "n_tokens": [2],
@@ -171,7 +172,8 @@ def test_merge_records_joins_columns_and_names_what_it_skips() -> None:
         },
     ]
     batch, problems = merge_records(records)
-    assert batch.labels == ["positive", "negative", "positive", "negative"]
+    assert batch.labels == ["positive", "negative", "positive", "Negative"]
+    assert batch.label_ids == [1, 0, 1, 0]
     assert batch.confidences == [0.9, 0.6, 0.7, 0.55]
     assert batch.n_chars == [10, 0, 0, 4]
     assert batch.n_tokens == [3, 0, 0, 2]
@@ -181,7 +183,22 @@ def test_merge_records_joins_columns_and_names_what_it_skips() -> None:
         "ValueError: columns of different lengths",
         "KeyError: 'label'",
         "ValueError: could not convert string to float: 'high'",
+        "ValueError: unknown label 'neutral'; expected one of ['negative', 'positive']",
     ]
+    # The reference's order decides the index.
+    assert merge_records(records[:1], ("positive", "negative"))[0].label_ids == [0]
+
+
+def test_a_bad_record_costs_only_itself(
+    monitor: SentimentMonitor, caplog: pytest.LogCaptureFixture
+) -> None:
+    monitor.log_columns(hook.columns_of([raw_prediction(1)]), 0.1)
+    monitor.log_columns({"label": ["neutral"], "confidence": [0.5]}, 0.1)
+    monitor.log_columns(hook.columns_of([raw_prediction(2)]), 0.1)
+    with caplog.at_level(logging.WARNING):
+        monitor.refresh()
+    assert "unknown label 'neutral'" in caplog.text
+    assert monitor.summary()["total_predictions"] == 2
 
 
 def test_one_refresh_takes_in_many_records_as_recorded_one_by_one(
