@@ -80,10 +80,7 @@ def log_predictions(
         )
         return
     try:
-        # A fresh context: BentoML keeps a record's state in context variables and leaves
-        # them set if a record fails half-way, which would break the next record on this
-        # thread or task.
-        contextvars.copy_context().run(_log, raw_predictions, latency_s, model_tag)
+        _log(raw_predictions, latency_s, model_tag)
     except Exception as exc:
         logger.warning("monitoring failed for one request: %s", exc)
 
@@ -96,7 +93,10 @@ def _log(
     columns = columns_of(raw_predictions)
     monitor = ACTIVE.get(monitor_name())
     if monitor is None:
-        _first_record(columns, latency_s, model_tag)
+        # A fresh context: BentoML keeps a record's state in context variables and leaves
+        # them set if a record fails half-way, which would break the next record on this
+        # thread or task. Only a record through bentoml.monitor sets them.
+        contextvars.copy_context().run(_first_record, columns, latency_s, model_tag)
         return
     if model_tag:
         monitor.set_model_tag(model_tag)
