@@ -18,9 +18,9 @@ from ui.app import (
     UIHandlers,
     analyzed_name,
     build_ui,
+    configure_queue,
     prepare_for_mount,
     prune_downloads,
-    slow_idle_polling,
 )
 from ui.config import UIConfig, load_ui_config
 
@@ -412,11 +412,33 @@ def test_mounted_page_answers_200_with_three_tabs() -> None:
         assert "ui-alert" in client.get("/config").json()["css"]
 
 
-def test_the_event_queue_polls_at_the_configured_interval() -> None:
-    blocks = slow_idle_polling(build_ui(FakeBackend(), config()), 0.02)
+def test_the_event_queue_polls_at_the_configured_interval_and_is_bounded() -> None:
+    blocks = configure_queue(build_ui(FakeBackend(), config()), 0.02, 64)
     assert blocks._queue.sleep_when_free == 0.02
     assert blocks._queue.progress_update_sleep_when_free == 0.1
-    assert load_ui_config(env={}).queue_poll_s == 0.02
+    assert blocks._queue.max_size == 64
+    defaults = load_ui_config(env={})
+    assert (defaults.queue_poll_s, defaults.queue_max_size) == (0.02, 64)
+    overridden = load_ui_config(
+        env={"SENTIMENT_UI_QUEUE_POLL_S": "0.05", "SENTIMENT_UI_QUEUE_MAX_SIZE": "8"}
+    )
+    assert (overridden.queue_poll_s, overridden.queue_max_size) == (0.05, 8)
+
+
+def test_a_queue_made_later_is_set_too() -> None:
+    """BentoML's startup hook makes a new, unbounded queue
+    (`blocks.queue(default_concurrency_limit=...)`) before starting it: that queue must get the
+    interval and the bound as well."""
+    blocks = configure_queue(build_ui(FakeBackend(), config()), 0.05, 8)
+    before = blocks._queue
+    assert blocks.queue(default_concurrency_limit=4) is blocks
+    queue = blocks._queue
+    assert queue is not before
+    assert (queue.sleep_when_free, queue.progress_update_sleep_when_free, queue.max_size) == (
+        0.05,
+        0.1,
+        8,
+    )
 
 
 def test_escaping_in_views() -> None:
