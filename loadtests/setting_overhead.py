@@ -5,10 +5,11 @@
 every prediction sampled). Both work beside the request path (a queued record, a thread of the
 server worker, a niced model process), so their cost is the queueing plus the share of the
 cores they take. This measures it where a user would see it: `make benchmark`'s one-client p50
-and its 32 single-text clients' texts/s, against a real `bentoml serve` started with the
-setting off, then on, alternating, so that the machine's drift over minutes falls on both sides
-alike. Each server has a BENTOML_HOME (and so a feedback database) of its own. Writes
-`--out` (JSON) and prints the figures.
+and its 32 single-text clients' texts/s, with the server worker's CPU per request under those
+32 clients (the steadiest of the three where the machine's speed drifts by 10-20 %), against a
+real `bentoml serve` started with the setting off, then on, alternating, so that the machine's
+drift over minutes falls on both sides alike. Each server has a BENTOML_HOME (and so a feedback
+database) of its own. Writes `--out` (JSON) and prints the figures.
 
 `make engine-defaults` toggles the engine in this tree; `make vs-release` serves the "off" side
 from an older commit's checkout (`--off-tree`, a git worktree run with this environment's
@@ -19,6 +20,7 @@ its own old setting.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -28,11 +30,29 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from loadtests.http_load import run_load
 from loadtests.servers import PROJECT_ROOT, ServerProcess, own_bentoml_home
 from sentiment.data import read_tsv, resolve_sst2_dir
 
-LOADS = ((1, 1), (32, 1))  # (clients, texts per request), as in make benchmark
+MANY = (32, 1)  # (clients, texts per request) of make benchmark's 32-client load
+WORKER_MODULE = "_bentoml_impl.worker.service"
+
+
+def server_worker(server_pid: int) -> psutil.Process:
+    """The BentoML server worker (the process that runs the HTTP stack, the batcher and the
+    monitoring hook) among a `bentoml serve` process's children."""
+    for proc in psutil.Process(server_pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if WORKER_MODULE in " ".join(proc.cmdline()):
+                return proc
+    raise RuntimeError(f"no {WORKER_MODULE} process under pid {server_pid}")
+
+
+def cpu_seconds(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return float(times.user + times.system)
 
 
 def measure(
@@ -43,21 +63,27 @@ def measure(
     warmup_s: float,
     project: Path = PROJECT_ROOT,
 ) -> dict[str, Any]:
-    """One server of the service in `project`: the one-client p50 and the 32-client texts/s."""
+    """One server of the service in `project`: the one-client p50, the 32-client texts/s and
+    the server worker's CPU per request under those 32 clients (the worker's CPU time over
+    the load, warm-up excluded, divided by the requests answered in it)."""
     server = ServerProcess.bentoml(env, log, project=project)
     try:
         server.wait_ready()
         url = f"{server.url}/predict"
+        worker = server_worker(server.proc.pid)
         run_load(url, texts, 8, 1, 3.0, 0.0)  # warm both model processes
-        one, many = (
-            run_load(url, texts, clients, per, duration_s, warmup_s).summary()
-            for clients, per in LOADS
-        )
+        one = run_load(url, texts, 1, 1, duration_s, warmup_s).summary()
+        (clients, per) = MANY
+        run_load(url, texts, clients, per, warmup_s, 0.0)
+        before = cpu_seconds(worker)
+        many = run_load(url, texts, clients, per, duration_s, 0.0).summary()
+        worker_cpu_s = cpu_seconds(worker) - before
     finally:
         server.stop()
     return {
         "p50_one_client_ms": one["p50_ms"],
         "texts_per_s_32_clients": many["texts_per_s"],
+        "worker_cpu_ms_per_request": round(1000 * worker_cpu_s / max(1, int(many["requests"])), 3),
         "statuses": {"1": one["statuses"], "32": many["statuses"]},
     }
 
@@ -75,6 +101,7 @@ def summarize(
     by = {store: [r for r in runs if r["store"] == store] for store in ("off", "on")}
     p50 = {k: [r["p50_one_client_ms"] for r in v] for k, v in by.items()}
     rate = {k: [r["texts_per_s_32_clients"] for r in v] for k, v in by.items()}
+    cpu = {k: [r["worker_cpu_ms_per_request"] for r in v] for k, v in by.items()}
     p50_change = relative(p50["on"], p50["off"])
     rate_change = relative(rate["on"], rate["off"])
     p50_added = round(statistics.mean(p50["on"]) - statistics.mean(p50["off"]), 2)
@@ -89,6 +116,8 @@ def summarize(
         "p50_change": p50_change,
         "p50_added_ms": p50_added,
         "throughput_change": rate_change,
+        "worker_cpu_ms_per_request": cpu,
+        "worker_cpu_change": relative(cpu["on"], cpu["off"]),
         "within_target": within,
     }
 
@@ -151,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"round {round_} {args.env} {store:<3}  one-client p50 "
                 f"{result['p50_one_client_ms']:>7} ms  32 clients "
-                f"{result['texts_per_s_32_clients']:>8} texts/s",
+                f"{result['texts_per_s_32_clients']:>8} texts/s, worker "
+                f"{result['worker_cpu_ms_per_request']:>6} ms CPU/request",
                 flush=True,
             )
     summary = summarize(runs, args.max_change, args.max_p50_ms)
@@ -165,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{args.env} on vs off: one-client p50 {report['p50_change']:+.1%} "
         f"({report['p50_added_ms']:+} ms), 32-client throughput "
-        f"{report['throughput_change']:+.1%}; within target: {report['within_target']}; "
+        f"{report['throughput_change']:+.1%}, server worker's CPU per request "
+        f"{report['worker_cpu_change']:+.1%}; within target: {report['within_target']}; "
         f"wrote {out}"
     )
     return 0

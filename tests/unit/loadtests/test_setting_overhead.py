@@ -13,18 +13,25 @@ from loadtests import setting_overhead
 from loadtests.servers import PROJECT_ROOT
 
 
-def run(store: str, p50: float, rate: float) -> dict[str, Any]:
-    return {"store": store, "p50_one_client_ms": p50, "texts_per_s_32_clients": rate}
+def run(store: str, p50: float, rate: float, cpu: float = 1.0) -> dict[str, Any]:
+    return {
+        "store": store,
+        "p50_one_client_ms": p50,
+        "texts_per_s_32_clients": rate,
+        "worker_cpu_ms_per_request": cpu,
+    }
 
 
 def test_summary_compares_the_means_of_both_sides() -> None:
-    runs = [run("off", 10.0, 300.0), run("on", 6.0, 390.0), run("on", 8.0, 410.0)]
-    runs.append(run("off", 12.0, 340.0))
+    runs = [run("off", 10.0, 300.0, 1.2), run("on", 6.0, 390.0, 0.9), run("on", 8.0, 410.0, 1.1)]
+    runs.append(run("off", 12.0, 340.0, 1.3))
     summary = setting_overhead.summarize(runs, max_change=None, max_p50_ms=None)
     assert summary["p50_change"] == pytest.approx(-0.3636, abs=1e-4)  # 7 / 11 - 1
     assert summary["p50_added_ms"] == -4.0
     assert summary["throughput_change"] == 0.25  # 400 / 320 - 1
     assert summary["within_target"] is True
+    assert summary["worker_cpu_ms_per_request"] == {"off": [1.2, 1.3], "on": [0.9, 1.1]}
+    assert summary["worker_cpu_change"] == -0.2  # 1.0 / 1.25 - 1
     bounded = setting_overhead.summarize(runs, max_change=0.2, max_p50_ms=None)
     assert bounded["within_target"] is True  # p50 fell, throughput rose
     assert setting_overhead.summarize(runs, None, max_p50_ms=-5.0)["within_target"] is False
@@ -39,7 +46,12 @@ def test_the_off_side_runs_from_the_other_tree(
         env: dict[str, str], log: Path, texts: list[str], d: float, w: float, project: Path
     ) -> dict[str, Any]:
         served.append((env["SENTIMENT_ENGINE"], project))
-        return {"p50_one_client_ms": 5.0, "texts_per_s_32_clients": 100.0, "statuses": {}}
+        return {
+            "p50_one_client_ms": 5.0,
+            "texts_per_s_32_clients": 100.0,
+            "worker_cpu_ms_per_request": 1.0,
+            "statuses": {},
+        }
 
     monkeypatch.setattr(setting_overhead, "measure", fake_measure)
     monkeypatch.setattr(setting_overhead, "own_bentoml_home", lambda env, folder: dict(env))
