@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from training.onnx_export import per_token_int8, weight_int8
+from training.onnx_export import drop_nan_guards, per_token_int8, weight_int8
 
 
 def test_each_output_column_gets_its_own_symmetric_scale() -> None:
@@ -125,3 +125,49 @@ def test_matmuls_reading_one_activation_become_one_with_the_same_answers(weights
     # Per-column weight scales and per-token activation scales: side by side changes nothing.
     np.testing.assert_array_equal(y, y_alone)
     np.testing.assert_array_equal(second, second_alone)
+
+
+def guarded_softmax_graph() -> onnx.ModelProto:
+    """p = Softmax(x); y = Where(IsNaN(p), 0, p) @ v, as the exporter writes attention."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("Softmax", ["x"], ["p"], axis=-1),
+            helper.make_node("IsNaN", ["p"], ["nan"]),
+            helper.make_node("Where", ["nan", "zero", "p"], ["safe"]),
+            helper.make_node("MatMul", ["safe", "v"], ["y"]),
+        ],
+        "attention",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["r", 4]),
+            helper.make_tensor_value_info("v", TensorProto.FLOAT, [4, 3]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["r", 3])],
+        [numpy_helper.from_array(np.array(0.0, dtype=np.float32), "zero")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
+
+
+def test_the_nan_guard_goes_and_the_answers_stay() -> None:
+    rng = np.random.default_rng(5)
+    feeds = {
+        "x": rng.normal(size=(5, 4)).astype(np.float32),
+        "v": rng.normal(size=(4, 3)).astype(np.float32),
+    }
+    (guarded,) = session(guarded_softmax_graph()).run(None, feeds)
+    model = drop_nan_guards(guarded_softmax_graph())
+    onnx.checker.check_model(model)
+    assert [node.op_type for node in model.graph.node] == ["Softmax", "MatMul"]
+    assert list(model.graph.node[1].input) == ["p", "v"]
+    (unguarded,) = session(model).run(None, feeds)
+    np.testing.assert_array_equal(unguarded, guarded)
+
+
+def test_a_where_that_is_not_a_nan_guard_stays() -> None:
+    model = guarded_softmax_graph()
+    # A Where that keeps p where p is NaN and zero elsewhere is something else: it stays.
+    model.graph.node[2].input[:] = ["nan", "p", "zero"]
+    ops = [node.op_type for node in drop_nan_guards(model).graph.node]
+    assert ops == ["Softmax", "IsNaN", "Where", "MatMul"]
+    other = guarded_softmax_graph()
+    other.graph.initializer[0].CopyFrom(numpy_helper.from_array(np.array(1.0, np.float32), "zero"))
+    assert len(drop_nan_guards(other).graph.node) == 4
