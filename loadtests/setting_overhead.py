@@ -73,17 +73,18 @@ def measure(
         worker = server_worker(server.proc.pid)
         run_load(url, texts, 8, 1, 3.0, 0.0)  # warm both model processes
         one = run_load(url, texts, 1, 1, duration_s, warmup_s).summary()
-        (clients, per) = MANY
+        clients, per = MANY
         run_load(url, texts, clients, per, warmup_s, 0.0)
         before = cpu_seconds(worker)
-        many = run_load(url, texts, clients, per, duration_s, 0.0).summary()
+        loaded = run_load(url, texts, clients, per, duration_s, 0.0)
         worker_cpu_s = cpu_seconds(worker) - before
+        many = loaded.summary()
     finally:
         server.stop()
     return {
         "p50_one_client_ms": one["p50_ms"],
         "texts_per_s_32_clients": many["texts_per_s"],
-        "worker_cpu_ms_per_request": round(1000 * worker_cpu_s / max(1, int(many["requests"])), 3),
+        "worker_cpu_ms_per_request": round(1000 * worker_cpu_s / max(1, loaded.requests), 3),
         "statuses": {"1": one["statuses"], "32": many["statuses"]},
     }
 
