@@ -41,6 +41,10 @@ class OnnxEngine:
     def run(
         self, ids: np.ndarray, mask: np.ndarray, with_embeddings: bool
     ) -> tuple[np.ndarray, np.ndarray | None]:
+        # The export drops the NaN guards after each attention softmax
+        # (`training.onnx_export.drop_nan_guards`): a row with no first token would answer NaN.
+        if mask.shape[1] == 0 or not mask[:, 0].all():
+            raise ValueError("the ONNX engine needs right-padded rows of at least one token each")
         outputs = list(ONNX_OUTPUTS) if with_embeddings else [ONNX_OUTPUTS[0]]
         result = self.session.run(outputs, {ONNX_INPUTS[0]: ids, ONNX_INPUTS[1]: mask})
         logits = np.asarray(result[0], dtype=np.float32)

@@ -14,14 +14,14 @@ fused `DynamicQuantizeMatMul` picks for the tensor is always exactly [-1, 1] and
 quantised on its own range whatever the batch holds; the product is scaled back per token.
 Over SST-2 validation (quick model, one text per pass against batches of 32) no text's answer
 moved at all, against 870 of 872 (up to 0.249) under per-tensor scales (`make
-engine-agreement`). The MatMuls that read one activation (query, key, value) run as one:
-478 nodes per pass instead of 640 for a first version with an anchor row and one MatMul each,
-and 466 since the range pins are appended in one copy and the exporter's NaN guards after the
-attention softmax go (`drop_nan_guards`), the same numbers to the bit each time (1-3 % faster
-per pass at batches of 1-32, one thread, alternating). What batch independence costs in speed
-is in the README (Performance). Per-tensor weights (ONNX Runtime's default) cost SST-2 accuracy
-on AVX2, where activations are u8 and the products saturate; per-channel scales keep it
-(issue 21: −1.3 points per-tensor, none per-channel).
+engine-agreement`). The MatMuls that read one activation (query, key, value) run as one: 478
+nodes per pass instead of 640 for a first version with an anchor row and one MatMul each, and
+466 since the range pins are appended in one copy and the exporter's NaN guards after the
+attention softmax go (`drop_nan_guards`), the same numbers to the bit each time (a pass takes
+0.80-1.03 x the time, median 0.97 x, at batches of 1-32, one thread, alternating). What batch
+independence costs in speed is in the README (Performance). Per-tensor weights (ONNX Runtime's
+default) cost SST-2 accuracy on AVX2, where activations are u8 and the products saturate;
+per-channel scales keep it (issue 21: −1.3 points per-tensor, none per-channel).
 
 The graph takes right-padded `input_ids` and `attention_mask` (int64, dynamic batch and
 sequence) and answers `logits` and `mean_hidden` — the attention-masked mean of the last
@@ -230,10 +230,28 @@ def per_token_int8(model: Any) -> Any:
     return model
 
 
-def _is_zero_constant(name: str, constants: dict[str, Any]) -> bool:
+def _is_zero_scalar(name: str, constants: dict[str, Any]) -> bool:
     from onnx import numpy_helper
 
-    return name in constants and not numpy_helper.to_array(constants[name]).any()
+    if name not in constants:
+        return False
+    value = numpy_helper.to_array(constants[name])
+    return value.size == 1 and not value.any()
+
+
+def _is_nan_guard(node: Any, produced: dict[str, Any], constants: dict[str, Any]) -> bool:
+    """Whether `node` is `Where(IsNaN(p), 0, p)` with `p` a Softmax output."""
+    if node.op_type != "Where":
+        return False
+    check, guarded = produced.get(node.input[0]), produced.get(node.input[2])
+    return (
+        check is not None
+        and check.op_type == "IsNaN"
+        and check.input[0] == node.input[2]
+        and guarded is not None
+        and guarded.op_type == "Softmax"
+        and _is_zero_scalar(node.input[1], constants)
+    )
 
 
 def drop_nan_guards(model: Any) -> Any:
@@ -241,38 +259,33 @@ def drop_nan_guards(model: Any) -> Any:
     attention softmax; returns `model`.
 
     The guard turns the NaN of a query row whose keys are all masked into zeros. Here no row is:
-    every text in a pass keeps its [CLS] token (mask 1 at position 0), so the guard never fires
-    and its two full passes over the attention probabilities (1.8 % of a batch-16 pass) buy
-    nothing. The answers are the same to the bit."""
+    every text in a pass keeps its [CLS] token (mask 1 at position 0; `serving.onnx_engine`
+    refuses a pass without it), so the guard never fires and its two full passes over the
+    attention probabilities (1.8 % of a batch-16 pass) buy nothing. The answers are the same
+    to the bit."""
     graph = model.graph
     constants = {init.name: init for init in graph.initializer}
     produced = {out: node for node in graph.node for out in node.output}
     outputs = {out.name for out in graph.output}
     renamed: dict[str, str] = {}
     dropped: set[int] = set()
-    for node in graph.node:
-        if node.op_type != "Where" or node.output[0] in outputs:
-            continue
-        check = produced.get(node.input[0])
-        if (
-            check is not None
-            and check.op_type == "IsNaN"
-            and check.input[0] == node.input[2]
-            and _is_zero_constant(node.input[1], constants)
-        ):
+    for index, node in enumerate(graph.node):
+        if node.output[0] not in outputs and _is_nan_guard(node, produced, constants):
             renamed[node.output[0]] = node.input[2]
-            dropped.add(id(node))
-    uses = Counter(name for node in graph.node if id(node) not in dropped for name in node.input)
-    kept = [
-        node
-        for node in graph.node
-        if id(node) not in dropped and not (node.op_type == "IsNaN" and not uses[node.output[0]])
-    ]
-    for node in kept:
+            dropped.add(index)
+    nodes = [node for index, node in enumerate(graph.node) if index not in dropped]
+    uses = Counter(name for node in nodes for name in node.input)
+    uses.update(outputs)
+    nodes = [node for node in nodes if node.op_type != "IsNaN" or uses[node.output[0]]]
+    for node in nodes:
         for i, name in enumerate(node.input):
             node.input[i] = renamed.get(name, name)
+    gone = set(produced) - {out for node in nodes for out in node.output}
+    kept_info = [info for info in graph.value_info if info.name not in gone]
+    del graph.value_info[:]
+    graph.value_info.extend(kept_info)
     del graph.node[:]
-    graph.node.extend(kept)
+    graph.node.extend(nodes)
     return model
 
 

@@ -154,9 +154,12 @@ def test_the_nan_guard_goes_and_the_answers_stay() -> None:
         "v": rng.normal(size=(4, 3)).astype(np.float32),
     }
     (guarded,) = session(guarded_softmax_graph()).run(None, feeds)
-    model = drop_nan_guards(guarded_softmax_graph())
+    model = guarded_softmax_graph()
+    model.graph.value_info.append(helper.make_tensor_value_info("safe", TensorProto.FLOAT, None))
+    model = drop_nan_guards(model)
     onnx.checker.check_model(model)
     assert [node.op_type for node in model.graph.node] == ["Softmax", "MatMul"]
+    assert not model.graph.value_info
     assert list(model.graph.node[1].input) == ["p", "v"]
     (unguarded,) = session(model).run(None, feeds)
     np.testing.assert_array_equal(unguarded, guarded)
@@ -171,3 +174,17 @@ def test_a_where_that_is_not_a_nan_guard_stays() -> None:
     other = guarded_softmax_graph()
     other.graph.initializer[0].CopyFrom(numpy_helper.from_array(np.array(1.0, np.float32), "zero"))
     assert len(drop_nan_guards(other).graph.node) == 4
+    # Not after a softmax: a NaN there may be real.
+    relu = guarded_softmax_graph()
+    relu.graph.node[0].CopyFrom(helper.make_node("Relu", ["x"], ["p"]))
+    assert len(drop_nan_guards(relu).graph.node) == 4
+
+
+def test_a_guard_whose_answer_leaves_the_graph_stays_and_a_shared_check_is_kept() -> None:
+    model = guarded_softmax_graph()
+    model.graph.output.append(helper.make_tensor_value_info("safe", TensorProto.FLOAT, ["r", 4]))
+    assert len(drop_nan_guards(model).graph.node) == 4
+    shared = guarded_softmax_graph()
+    shared.graph.output.append(helper.make_tensor_value_info("nan", TensorProto.BOOL, ["r", 4]))
+    ops = [node.op_type for node in drop_nan_guards(shared).graph.node]
+    assert ops == ["Softmax", "IsNaN", "MatMul"]
