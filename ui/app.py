@@ -930,7 +930,8 @@ def service_ui(
 
 def configure_queue(blocks: gr.Blocks, poll_s: float, max_size: int) -> gr.Blocks:
     """Make Gradio's event queue look for work every `poll_s` seconds instead of every 1 ms
-    (and its progress loop at most every 0.1 s) and hold at most `max_size` events.
+    (and its progress loop at most every 0.1 s) and hold at most `max_size` events unless
+    whoever makes the queue bounds it.
 
     The 1-ms wake-ups took CPU from /predict inside the API server; events now start up to
     `poll_s` later, unnoticeable on a page. BentoML's startup hook replaces the queue
@@ -951,6 +952,8 @@ def configure_queue(blocks: gr.Blocks, poll_s: float, max_size: int) -> gr.Block
 
 
 def _set_queue(queue: Any, poll_s: float, max_size: int) -> None:
+    """Set one Gradio `Queue`: its idle polling, and `max_size` where its maker left it
+    unbounded (a caller's own bound stays). Fails loudly if Gradio renamed the attributes."""
     for name in ("sleep_when_free", "progress_update_sleep_when_free"):
         if not isinstance(getattr(queue, name, None), float):
             raise RuntimeError(f"gradio's Queue has no float {name!r}: check configure_queue")
@@ -958,7 +961,8 @@ def _set_queue(queue: Any, poll_s: float, max_size: int) -> None:
         raise RuntimeError("gradio's Queue has no max_size: check configure_queue")
     queue.sleep_when_free = poll_s
     queue.progress_update_sleep_when_free = max(poll_s, 0.1)
-    queue.max_size = max_size
+    if queue.max_size is None:
+        queue.max_size = max_size
 
 
 def mount_ui(

@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 
 from loadtests.servers import ServerProcess
+from loadtests.setting_overhead import server_worker
 from tests.integration.conftest import json_answer, model_processes
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -185,18 +185,17 @@ def main_thread_wakeups(pid: int) -> int:
 def test_the_idle_server_worker_sleeps(served_url: str, server: ServerProcess) -> None:
     """Gradio's queue polls every 1 ms unless told otherwise (`ui.queue_poll_s`), and BentoML
     replaces the queue at startup: with the setting lost, the idle worker's event loop woke
-    about 1,000 times a second (9 % of a core); with it, under 100."""
+    about 880 times a second here (`SENTIMENT_UI_QUEUE_POLL_S=0.001`); with it, about 120.
+    The quietest of three 1-s windows, so that the tail of an earlier test's traffic (a
+    replaced replica, a monitoring refresh) does not count."""
     assert httpx.get(f"{served_url}/health", timeout=30).status_code == 200
-    worker = next(
-        proc
-        for proc in psutil.Process(server.proc.pid).children(recursive=True)
-        if "_bentoml_impl.worker.service" in " ".join(proc.cmdline())
-    )
-    time.sleep(1)
-    before, started = main_thread_wakeups(worker.pid), time.monotonic()
-    time.sleep(3)
-    rate = (main_thread_wakeups(worker.pid) - before) / (time.monotonic() - started)
-    assert rate < 300, f"the idle worker's event loop woke {rate:.0f} times a second"
+    worker = server_worker(server.proc.pid)
+    rates = []
+    for _ in range(3):
+        before, started = main_thread_wakeups(worker.pid), time.monotonic()
+        time.sleep(1)
+        rates.append((main_thread_wakeups(worker.pid) - before) / (time.monotonic() - started))
+    assert min(rates) < 300, f"the idle worker's event loop woke {rates} times a second"
 
 
 def test_concurrent_requests_share_batches(served_url: str) -> None:

@@ -439,6 +439,8 @@ def test_a_queue_made_later_is_set_too() -> None:
         0.1,
         8,
     )
+    # A bound the caller gives stays.
+    assert blocks.queue(max_size=3)._queue.max_size == 3
 
 
 def test_escaping_in_views() -> None:
