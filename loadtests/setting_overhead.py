@@ -1,15 +1,16 @@
 """What a setting costs a client: one environment variable off and on, alternating.
 
-`make feedback-overhead` (the prediction store: `SENTIMENT_FEEDBACK=false` / `true`) and
-`make shadow-overhead` (a challenger in shadow: `SENTIMENT_SHADOW_MODEL=` / `alias:candidate`,
-every prediction sampled). Both work beside the request path (a queued record, a thread of the
-server worker, a niced model process), so their cost is the queueing plus the share of the
-cores they take. This measures it where a user would see it: `make benchmark`'s one-client p50
-and its 32 single-text clients' texts/s, with the server worker's CPU per request under those
-32 clients (the steadiest of the three where the machine's speed drifts by 10-20 %), against a
-real `bentoml serve` started with the setting off, then on, alternating, so that the machine's
-drift over minutes falls on both sides alike. Each server has a BENTOML_HOME (and so a feedback
-database) of its own. Writes `--out` (JSON) and prints the figures.
+`make feedback-overhead` (the prediction store: `SENTIMENT_FEEDBACK=false` / `true`) and `make
+shadow-overhead` (a challenger in shadow: `SENTIMENT_SHADOW_MODEL=` / `alias:candidate`, every
+prediction sampled). Both work beside the request path (a queued record, a thread of the server
+worker, a niced model process), so their cost is the queueing plus the share of the cores they
+take. This measures it where a user would see it: `make benchmark`'s one-client p50 and its 32
+single-text clients' texts/s (the latter after a 32-client warm-up load of its own), with the
+server worker's CPU per request under those 32 clients (the model processes not counted; the
+steadiest of the three where the machine's speed drifts by 10-20 %), against a real `bentoml
+serve` started with the setting off, then on, alternating, so that the machine's drift over
+minutes falls on both sides alike. Each server has a BENTOML_HOME (and so a feedback database)
+of its own. Writes `--out` (JSON) and prints the figures.
 
 `make engine-defaults` toggles the engine in this tree; `make vs-release` serves the "off" side
 from an older commit's checkout (`--off-tree`, a git worktree run with this environment's
@@ -51,6 +52,7 @@ def server_worker(server_pid: int) -> psutil.Process:
 
 
 def cpu_seconds(proc: psutil.Process) -> float:
+    """User plus system CPU time the process has used so far (its own, not its children's)."""
     times = proc.cpu_times()
     return float(times.user + times.system)
 
@@ -64,8 +66,10 @@ def measure(
     project: Path = PROJECT_ROOT,
 ) -> dict[str, Any]:
     """One server of the service in `project`: the one-client p50, the 32-client texts/s and
-    the server worker's CPU per request under those 32 clients (the worker's CPU time over
-    the load, warm-up excluded, divided by the requests answered in it)."""
+    the server worker's CPU per request under those 32 clients (the worker process's own CPU
+    time over the load, divided by the requests answered 200 in it; the model processes are not
+    counted). The 32-client warm-up runs as a load of its own before the measured one, so the
+    CPU figure has no warm-up in it."""
     server = ServerProcess.bentoml(env, log, project=project)
     try:
         server.wait_ready()
@@ -84,7 +88,7 @@ def measure(
     return {
         "p50_one_client_ms": one["p50_ms"],
         "texts_per_s_32_clients": many["texts_per_s"],
-        "worker_cpu_ms_per_request": round(1000 * worker_cpu_s / max(1, loaded.requests), 3),
+        "worker_cpu_ms_per_request": round(1000 * worker_cpu_s / max(1, loaded.ok), 3),
         "statuses": {"1": one["statuses"], "32": many["statuses"]},
     }
 

@@ -25,13 +25,13 @@ model-path: ensure-model ## Model-path variants side by side on one thread (VARI
 engine-agreement: ensure-model ## Accuracy of torch fp32, torch int8 and ONNX int8 on SST-2 validation, where the int8 engines disagree, and whether answers move with their batch; results/engine_agreement.json
 	$(PY) -m loadtests.engine_agreement
 
-engine-defaults: ensure-model ## Old (torch) vs new (auto) engine default: one-client p50 and 32-client texts/s, alternating; results/engine_defaults.json
+engine-defaults: ensure-model ## Old (torch) vs new (auto) engine default: one-client p50, 32-client texts/s and server-worker CPU per request, alternating; results/engine_defaults.json
 	$(PY) -m loadtests.setting_overhead --env SENTIMENT_ENGINE --off torch --on auto --rounds 2 \
 		--out results/engine_defaults.json
 
 # The last commit before the engine per pass (issue 21's "today").
 BASE ?= cac6be1
-vs-release: ensure-model ## This tree's defaults against the serving code of BASE (git worktree), alternating: one-client p50 and 32-client texts/s; results/vs_release.json
+vs-release: ensure-model ## This tree's defaults against the serving code of BASE (git worktree), alternating: one-client p50, 32-client texts/s and server-worker CPU per request; results/vs_release.json
 	@tree=$$(mktemp -d)/base && git worktree add --detach $$tree $(BASE) >/dev/null && \
 	$(PY) -m loadtests.setting_overhead --env SENTIMENT_ENGINE --off torch --on auto --rounds 2 \
 		--off-tree $$tree --out results/vs_release.json; \
