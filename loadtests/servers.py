@@ -16,6 +16,8 @@ import httpx
 import psutil
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# What BentoML's server worker runs (`python -m ...`), as its command line shows.
+BENTOML_WORKER_MODULE = "_bentoml_impl.worker.service"
 
 
 def free_port() -> int:
@@ -88,6 +90,15 @@ class ServerProcess:
                 pass
             time.sleep(1)
         raise TimeoutError(f"server not ready after {timeout} s: {self.log_tail()}")
+
+    def worker(self) -> psutil.Process:
+        """BentoML's server worker under this `bentoml serve` (the process that runs the HTTP
+        stack, the batcher and the monitoring hook; the model processes are its children)."""
+        for proc in psutil.Process(self.proc.pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if BENTOML_WORKER_MODULE in " ".join(proc.cmdline()):
+                    return proc
+        raise RuntimeError(f"no {BENTOML_WORKER_MODULE} process under pid {self.proc.pid}")
 
     def log_tail(self, chars: int = 4000) -> str:
         self._log.flush()

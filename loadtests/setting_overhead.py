@@ -21,7 +21,6 @@ its own old setting.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import statistics
@@ -38,17 +37,6 @@ from loadtests.servers import PROJECT_ROOT, ServerProcess, own_bentoml_home
 from sentiment.data import read_tsv, resolve_sst2_dir
 
 MANY = (32, 1)  # (clients, texts per request) of make benchmark's 32-client load
-WORKER_MODULE = "_bentoml_impl.worker.service"
-
-
-def server_worker(server_pid: int) -> psutil.Process:
-    """The BentoML server worker (the process that runs the HTTP stack, the batcher and the
-    monitoring hook) among a `bentoml serve` process's children."""
-    for proc in psutil.Process(server_pid).children(recursive=True):
-        with contextlib.suppress(psutil.Error):
-            if WORKER_MODULE in " ".join(proc.cmdline()):
-                return proc
-    raise RuntimeError(f"no {WORKER_MODULE} process under pid {server_pid}")
 
 
 def cpu_seconds(proc: psutil.Process) -> float:
@@ -74,7 +62,7 @@ def measure(
     try:
         server.wait_ready()
         url = f"{server.url}/predict"
-        worker = server_worker(server.proc.pid)
+        worker = server.worker()
         run_load(url, texts, 8, 1, 3.0, 0.0)  # warm both model processes
         one = run_load(url, texts, 1, 1, duration_s, warmup_s).summary()
         clients, per = MANY

@@ -15,7 +15,6 @@ import httpx
 import pytest
 
 from loadtests.servers import ServerProcess
-from loadtests.setting_overhead import server_worker
 from tests.integration.conftest import json_answer, model_processes
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -189,7 +188,7 @@ def test_the_idle_server_worker_sleeps(served_url: str, server: ServerProcess) -
     The quietest of three 1-s windows, so that the tail of an earlier test's traffic (a
     replaced replica, a monitoring refresh) does not count."""
     assert httpx.get(f"{served_url}/health", timeout=30).status_code == 200
-    worker = server_worker(server.proc.pid)
+    worker = server.worker()
     rates = []
     for _ in range(3):
         before, started = main_thread_wakeups(worker.pid), time.monotonic()
