@@ -147,7 +147,7 @@ class SentimentAPI:
         self.model = start_replicas(CONFIG)
         self.info = model_info_payload(self.model.info())
         self.batcher = AdaptiveBatcher(
-            self.model.classify,
+            self.model.aclassify,
             max_batch_size=CONFIG.batching.max_batch_size,
             max_latency_ms=CONFIG.batching.max_latency_ms,
             on_batch=observe_batch if CONFIG.api.metrics_enabled else None,

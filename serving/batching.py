@@ -19,8 +19,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -89,16 +88,18 @@ def estimated_wait_s(queued_texts: int, seconds_per_text: float | None) -> float
 
 
 class AdaptiveBatcher(Generic[R]):
-    """Merges concurrent `submit` calls into batched calls of `fn` on dedicated threads.
+    """Merges concurrent `submit` calls into batched calls of the coroutine function `fn`.
 
     `fn` takes a list of texts and returns one result per text, in order; at most
-    `concurrency` calls run at once (one per model replica). The queue, the threads and the
-    loop task are created on the first `submit`, inside the serving event loop.
+    `concurrency` calls run at once (one per model replica). The queue and the loop task are
+    created on the first `submit`, inside the serving event loop. The model processes' `fn`
+    waits on their pipes in this loop (`serving.replicas.ReplicaPool.aclassify`), with no
+    thread between the batcher and the pipe.
     """
 
     def __init__(
         self,
-        fn: Callable[[list[str]], list[R]],
+        fn: Callable[[list[str]], Awaitable[list[R]]],
         *,
         max_batch_size: int,
         max_latency_ms: float,
@@ -120,7 +121,6 @@ class AdaptiveBatcher(Generic[R]):
         # Texts in each running batch, by batch.
         self._busy: dict[int, int] = {}
         self._task: asyncio.Task[None] | None = None
-        self._executor: ThreadPoolExecutor | None = None
         self.seconds_per_text: float | None = None
 
     @property
@@ -148,7 +148,6 @@ class AdaptiveBatcher(Generic[R]):
     def _start(self) -> None:
         if self._task is None:
             self._wakeup = asyncio.Event()
-            self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="model")
             self._task = asyncio.get_running_loop().create_task(self._run(), name="batcher")
 
     async def _run(self) -> None:
@@ -201,9 +200,8 @@ class AdaptiveBatcher(Generic[R]):
             return
         texts = [text for pending in batch for text in pending.texts]
         started = time.perf_counter()
-        loop = asyncio.get_running_loop()
         try:
-            results = await loop.run_in_executor(self._executor, self._fn, texts)
+            results = await self._fn(texts)
             if len(results) != len(texts):
                 raise RuntimeError(f"{len(texts)} texts but {len(results)} results")
         except asyncio.CancelledError:
@@ -260,6 +258,3 @@ class AdaptiveBatcher(Generic[R]):
             if not pending.future.done():
                 pending.future.set_exception(Overloaded("server shutting down"))
         self._queued_texts = 0
-        if self._executor is not None:
-            self._executor.shutdown(wait=False)
-            self._executor = None

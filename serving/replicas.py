@@ -24,6 +24,7 @@ once (README, "Why did it say that?").
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import multiprocessing
@@ -48,6 +49,8 @@ logger = logging.getLogger("serving.replicas")
 START_TIMEOUT_S = 300.0
 # The message that asks a model process for explanations instead of predictions.
 EXPLAIN = "explain"
+# How a model process's death shows on its pipe, mid-call.
+PROCESS_DIED = (EOFError, BrokenPipeError, ConnectionResetError)
 
 
 class Replicas(Protocol):
@@ -57,6 +60,8 @@ class Replicas(Protocol):
     concurrency: int
 
     def classify(self, texts: list[str]) -> list[dict[str, Any]]: ...
+
+    async def aclassify(self, texts: list[str]) -> list[dict[str, Any]]: ...
 
     def explain(self, texts: list[str]) -> list[dict[str, Any]]: ...
 
@@ -82,6 +87,10 @@ class InProcessReplica:
 
     def classify(self, texts: list[str]) -> list[dict[str, Any]]:
         return self.replica.classify(texts)
+
+    async def aclassify(self, texts: list[str]) -> list[dict[str, Any]]:
+        """`classify` on a thread: the forward pass must not hold the event loop."""
+        return await asyncio.to_thread(self.replica.classify, texts)
 
     def explain(self, texts: list[str]) -> list[dict[str, Any]]:
         with self._explain_lock:  # one explanation at a time, beside the batches
@@ -157,6 +166,36 @@ def _serve(
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
 
 
+def _answer(message: tuple[str, Any]) -> list[dict[str, Any]]:
+    status, payload = message
+    if status != "ok":
+        raise RuntimeError(f"model process: {payload}")
+    result: list[dict[str, Any]] = payload
+    return result
+
+
+async def _readable(conn: Connection) -> None:
+    """Wait in the event loop until `conn` can be read: data, or the other end closed.
+
+    The pipe is left blocking, as `Connection` needs it: uvloop (BentoML's server loop) makes a
+    watched descriptor non-blocking, and `recv` then failed with EAGAIN in the middle of an
+    answer larger than the socket buffer, leaving the rest of it in the pipe."""
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+    fd = conn.fileno()
+
+    def wake() -> None:
+        if not ready.done():  # called again while the data waits to be read
+            ready.set_result(None)
+
+    loop.add_reader(fd, wake)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)
+        os.set_blocking(fd, True)
+
+
 class ReplicaProcess:
     """One replica in a child process, reached over a pipe that only the serving process uses."""
 
@@ -205,13 +244,17 @@ class ReplicaProcess:
     def explain(self, texts: list[str]) -> list[dict[str, Any]]:
         return self._ask((EXPLAIN, texts))
 
+    async def acall(self, texts: list[str]) -> list[dict[str, Any]]:
+        """`call` from the event loop: the loop watches the pipe until the answer (or the
+        process's end) is there, where a thread blocked on it cost each batch two thread
+        hand-overs (README, Performance)."""
+        self.conn.send(texts)
+        await _readable(self.conn)
+        return _answer(self.conn.recv())
+
     def _ask(self, message: Any) -> list[dict[str, Any]]:
         self.conn.send(message)
-        status, payload = self.conn.recv()
-        if status != "ok":
-            raise RuntimeError(f"model process: {payload}")
-        result: list[dict[str, Any]] = payload
-        return result
+        return _answer(self.conn.recv())
 
     def stop(self) -> None:
         with contextlib.suppress(BrokenPipeError, OSError):
@@ -268,15 +311,43 @@ class ReplicaPool:
                 # rather than answering it 500.
                 replica = self._replace(replica, None)
             return replica.call(texts)
-        except (EOFError, BrokenPipeError, ConnectionResetError) as exc:
+        except PROCESS_DIED as exc:
             # Died mid-batch: once on a fresh process, so a kill or an out-of-memory death costs
             # this batch a restart, not an error. A batch that kills two processes is answered.
             replica = self._replace(replica, exc)
             try:
                 return replica.call(texts)
-            except (EOFError, BrokenPipeError, ConnectionResetError) as again:
+            except PROCESS_DIED as again:
                 replica = self._replace(replica, again)
                 raise RuntimeError("the model process died twice on this batch") from again
+        finally:
+            self._free.put(replica)
+
+    async def aclassify(self, texts: list[str]) -> list[dict[str, Any]]:
+        """`classify` for the batcher, in the event loop: what `classify` does on a thread,
+        with the pipe watched by the loop. A caller that stops waiting (a cancelled batch at
+        shutdown) leaves the call to finish on its own, so a process never goes back to the
+        pool with an answer still unread in its pipe."""
+        return await asyncio.shield(self._aclassify(texts))
+
+    async def _aclassify(self, texts: list[str]) -> list[dict[str, Any]]:
+        try:
+            replica = self._free.get_nowait()
+        except queue.Empty:  # more callers than processes: not the batcher's way, but safe
+            replica = await asyncio.to_thread(self._free.get)
+        try:
+            if replica.conn.closed or not replica.running():
+                # Starting a process takes seconds: on a thread, the loop keeps serving.
+                replica = await asyncio.to_thread(self._replace, replica, None)
+            try:
+                return await replica.acall(texts)
+            except PROCESS_DIED as exc:
+                replica = await asyncio.to_thread(self._replace, replica, exc)
+                try:
+                    return await replica.acall(texts)
+                except PROCESS_DIED as again:
+                    replica = await asyncio.to_thread(self._replace, replica, again)
+                    raise RuntimeError("the model process died twice on this batch") from again
         finally:
             self._free.put(replica)
 
@@ -326,7 +397,7 @@ class ReplicaPool:
                 self._explainer = explainer
             try:
                 return explainer.explain(texts)
-            except (EOFError, BrokenPipeError, ConnectionResetError) as exc:
+            except PROCESS_DIED as exc:
                 raise RuntimeError("the explaining process died on this request") from exc
 
     def explainer_pid(self) -> int | None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import pytest
 
@@ -15,6 +17,18 @@ from serving.batching import (
     fair_share,
     take_batch,
 )
+
+R = TypeVar("R")
+
+
+def on_thread(model: Callable[[list[str]], R]) -> Callable[[list[str]], Awaitable[R]]:
+    """A blocking fake model as the batcher's coroutine function, on a thread of its own (as
+    `InProcessReplica.aclassify` runs a model in the serving process)."""
+
+    async def run(texts: list[str]) -> R:
+        return await asyncio.to_thread(model, texts)
+
+    return run
 
 
 @pytest.mark.parametrize(
@@ -86,7 +100,7 @@ def test_requests_that_arrive_during_a_batch_share_the_next_one() -> None:
 
     async def scenario() -> list[list[str]]:
         batcher = AdaptiveBatcher(
-            model, max_batch_size=64, max_latency_ms=60_000, on_batch=records.append
+            on_thread(model), max_batch_size=64, max_latency_ms=60_000, on_batch=records.append
         )
         first = asyncio.create_task(batcher.submit(["a"]))
         await _settle()  # "a" is now running alone, blocked
@@ -107,7 +121,7 @@ def test_batches_hold_at_most_max_batch_size_texts() -> None:
     model = GatedModel()
 
     async def scenario() -> None:
-        batcher = AdaptiveBatcher(model, max_batch_size=4, max_latency_ms=60_000)
+        batcher = AdaptiveBatcher(on_thread(model), max_batch_size=4, max_latency_ms=60_000)
         first = asyncio.create_task(batcher.submit(["x"]))
         await _settle()
         rest = [asyncio.create_task(batcher.submit(["p", "q", "r"])) for _ in range(3)]
@@ -127,7 +141,7 @@ def test_a_failing_batch_fails_its_requests_and_the_batcher_goes_on() -> None:
         return texts
 
     async def scenario() -> list[str]:
-        batcher = AdaptiveBatcher(model, max_batch_size=8, max_latency_ms=60_000)
+        batcher = AdaptiveBatcher(on_thread(model), max_batch_size=8, max_latency_ms=60_000)
         with pytest.raises(RuntimeError, match="model exploded"):
             await batcher.submit(["boom"])
         after = await batcher.submit(["fine"])
@@ -139,7 +153,9 @@ def test_a_failing_batch_fails_its_requests_and_the_batcher_goes_on() -> None:
 
 def test_a_wrong_number_of_results_is_an_error_not_a_misalignment() -> None:
     async def scenario() -> None:
-        batcher = AdaptiveBatcher(lambda texts: texts[:-1], max_batch_size=8, max_latency_ms=1e6)
+        batcher = AdaptiveBatcher(
+            on_thread(lambda texts: texts[:-1]), max_batch_size=8, max_latency_ms=1e6
+        )
         with pytest.raises(RuntimeError, match="2 texts but 1 results"):
             await batcher.submit(["a", "b"])
         await batcher.aclose()
@@ -151,7 +167,7 @@ def test_sheds_with_overloaded_when_queued_work_exceeds_the_latency_bound() -> N
     model = GatedModel()
 
     async def scenario() -> None:
-        batcher = AdaptiveBatcher(model, max_batch_size=2, max_latency_ms=1_000)
+        batcher = AdaptiveBatcher(on_thread(model), max_batch_size=2, max_latency_ms=1_000)
         batcher.seconds_per_text = 0.1  # as if measured: 0.1 s per text
         first = asyncio.create_task(batcher.submit(["x"]))
         await _settle()
@@ -173,7 +189,7 @@ def test_a_cancelled_request_costs_no_compute() -> None:
     model = GatedModel()
 
     async def scenario() -> None:
-        batcher = AdaptiveBatcher(model, max_batch_size=8, max_latency_ms=60_000)
+        batcher = AdaptiveBatcher(on_thread(model), max_batch_size=8, max_latency_ms=60_000)
         first = asyncio.create_task(batcher.submit(["x"]))
         await _settle()
         gone = asyncio.create_task(batcher.submit(["client went away"]))
@@ -193,7 +209,7 @@ def test_aclose_fails_what_is_still_queued() -> None:
     model = GatedModel()
 
     async def scenario() -> None:
-        batcher = AdaptiveBatcher(model, max_batch_size=1, max_latency_ms=60_000)
+        batcher = AdaptiveBatcher(on_thread(model), max_batch_size=1, max_latency_ms=60_000)
         first = asyncio.create_task(batcher.submit(["x"]))
         await _settle()
         waiting = asyncio.create_task(batcher.submit(["y"]))
@@ -208,9 +224,12 @@ def test_aclose_fails_what_is_still_queued() -> None:
 
 
 def test_empty_submit_and_bad_settings() -> None:
-    assert asyncio.run(AdaptiveBatcher(list, max_batch_size=1, max_latency_ms=1).submit([])) == []
+    assert (
+        asyncio.run(AdaptiveBatcher(on_thread(list), max_batch_size=1, max_latency_ms=1).submit([]))
+        == []
+    )
     with pytest.raises(ValueError, match="at least 1"):
-        AdaptiveBatcher(list, max_batch_size=0, max_latency_ms=1)
+        AdaptiveBatcher(on_thread(list), max_batch_size=0, max_latency_ms=1)
 
 
 def test_concurrency_runs_that_many_batches_at_once() -> None:
@@ -224,7 +243,9 @@ def test_concurrency_runs_that_many_batches_at_once() -> None:
         return texts
 
     async def scenario() -> list[list[str]]:
-        batcher = AdaptiveBatcher(model, max_batch_size=8, max_latency_ms=60_000, concurrency=2)
+        batcher = AdaptiveBatcher(
+            on_thread(model), max_batch_size=8, max_latency_ms=60_000, concurrency=2
+        )
         first = asyncio.create_task(batcher.submit(["first"]))
         await _settle()
         second = asyncio.create_task(batcher.submit(["second"]))
@@ -247,7 +268,9 @@ def test_a_free_replica_waits_for_its_share_until_the_busy_one_finishes() -> Non
         return texts
 
     async def scenario() -> None:
-        batcher = AdaptiveBatcher(model, max_batch_size=64, max_latency_ms=60_000, concurrency=2)
+        batcher = AdaptiveBatcher(
+            on_thread(model), max_batch_size=64, max_latency_ms=60_000, concurrency=2
+        )
         big = asyncio.create_task(batcher.submit([f"big{i}" for i in range(6)]))
         await _settle()
         small = [asyncio.create_task(batcher.submit([f"s{i}"])) for i in range(2)]
@@ -269,7 +292,9 @@ def test_the_wait_estimate_counts_every_replica() -> None:
         return texts
 
     async def scenario() -> None:
-        batcher = AdaptiveBatcher(model, max_batch_size=1, max_latency_ms=1_000, concurrency=2)
+        batcher = AdaptiveBatcher(
+            on_thread(model), max_batch_size=1, max_latency_ms=1_000, concurrency=2
+        )
         batcher.seconds_per_text = 0.1
         running = [asyncio.create_task(batcher.submit(["x"])) for _ in range(2)]
         await _settle()
@@ -289,7 +314,7 @@ def test_the_wait_estimate_counts_every_replica() -> None:
 
 
 def test_the_cost_per_text_is_learnt_from_batches_at_least_half_full() -> None:
-    batcher = AdaptiveBatcher(list, max_batch_size=64, max_latency_ms=1_000)
+    batcher = AdaptiveBatcher(on_thread(list), max_batch_size=64, max_latency_ms=1_000)
     batcher._learn_cost(8, 0.16)  # 20 ms per text at batch 8: not what a long queue costs
     assert batcher.seconds_per_text is None
     batcher._learn_cost(32, 0.16)

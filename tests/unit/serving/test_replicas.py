@@ -2,28 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
+import uvloop
 
 from sentiment.config import ServingConfig, load_serving_config
 from serving.replicas import InProcessReplica, ReplicaPool, start_replicas, watch_replicas
 
 
 class FakeReplica:
-    """Upper-cases texts and reports its pid; "bad" raises, "crash" kills the process, and
-    "crash-once:<path>" kills it only while <path> does not exist (and creates it)."""
+    """Upper-cases texts and reports its pid; "bad" raises, "crash" kills the process,
+    "crash-once:<path>" kills it only while <path> does not exist (and creates it), and
+    "sleep:<s>" takes s seconds."""
 
     def classify(self, texts: list[str]) -> list[dict[str, Any]]:
         if "crash" in texts:
             os._exit(3)
         for text in texts:
+            if text.startswith("sleep:"):
+                time.sleep(float(text.split(":", 1)[1]))
             if text.startswith("crash-once:"):
                 marker = Path(text.split(":", 1)[1])
                 if not marker.exists():
@@ -67,15 +73,52 @@ def pool() -> Any:
     model.close()
 
 
-def test_batches_run_in_child_processes(pool: ReplicaPool) -> None:
+Classify = Callable[[list[str]], list[dict[str, Any]]]
+
+
+@pytest.fixture(params=["on a thread", "in an event loop"])
+def classify(request: pytest.FixtureRequest, pool: ReplicaPool) -> Classify:
+    """The pool's batches as the benchmark calls them (`classify`, blocking) and as the
+    batcher does (`aclassify`, the pipe watched by an event loop): one behaviour."""
+    if request.param == "on a thread":
+        return pool.classify
+    # uvloop, as in BentoML's server worker: it turns a watched descriptor non-blocking.
+    return lambda texts: uvloop.run(pool.aclassify(texts))
+
+
+def test_batches_run_in_child_processes(pool: ReplicaPool, classify: Classify) -> None:
     assert pool.concurrency == 2
     assert pool.info() == {"tag": "fake:v1", "model_processes": 2}
-    result = pool.classify(["a", "b"])
+    result = classify(["a", "b"])
     assert [r["label"] for r in result] == ["A", "B"]
     assert result[0]["pid"] != os.getpid()
     with ThreadPoolExecutor(2) as threads:
-        pids = {r[0]["pid"] for r in threads.map(pool.classify, [["x"]] * 20)}
+        pids = {r[0]["pid"] for r in threads.map(classify, [["x"]] * 20)}
     assert pids <= {p.process.pid for p in pool._replicas}
+
+
+def test_answers_larger_than_the_pipe_buffer_arrive_whole(classify: Classify) -> None:
+    # 20 MB each way, written in pieces: the reader catches up with the writer mid-answer.
+    texts = [f"{i:04d}" + "x" * 20_000 for i in range(1000)]
+    assert [r["label"] for r in classify(texts)] == [t.upper() for t in texts]
+    assert classify(["small"])[0]["label"] == "SMALL"
+
+
+def test_a_caller_that_stops_waiting_leaves_no_answer_in_the_pipe() -> None:
+    model = ReplicaPool(load_serving_config(env={}), 1, loader=fake_loader)
+
+    async def scenario() -> list[dict[str, Any]]:
+        slow = asyncio.create_task(model.aclassify(["sleep:0.3"]))
+        await asyncio.sleep(0.1)
+        slow.cancel()  # what the batcher's shutdown does to a running batch
+        with pytest.raises(asyncio.CancelledError):
+            await slow
+        return await model.aclassify(["next"])
+
+    try:
+        assert [r["label"] for r in uvloop.run(scenario())] == ["NEXT"]
+    finally:
+        model.close()
 
 
 def test_explanations_run_in_a_niced_process_of_their_own(pool: ReplicaPool) -> None:
@@ -99,30 +142,32 @@ def test_a_dead_explaining_process_fails_its_request_and_is_replaced(pool: Repli
     assert again[0]["pid"] != dead and again[0]["pid"] == pool.explainer_pid()
 
 
-def test_a_model_error_fails_the_batch_and_the_process_goes_on(pool: ReplicaPool) -> None:
+def test_a_model_error_fails_the_batch_and_the_process_goes_on(classify: Classify) -> None:
     with pytest.raises(RuntimeError, match="ValueError: cannot classify 'bad'"):
-        pool.classify(["ok", "bad"])
-    assert pool.classify(["ok"])[0]["label"] == "OK"
+        classify(["ok", "bad"])
+    assert classify(["ok"])[0]["label"] == "OK"
 
 
 def test_a_batch_whose_process_dies_once_is_answered_by_the_replacement(
-    pool: ReplicaPool, tmp_path: Path
+    pool: ReplicaPool, classify: Classify, tmp_path: Path
 ) -> None:
     before = {p.process.pid for p in pool._replicas}
     text = f"crash-once:{tmp_path / 'died'}"
-    assert [r["label"] for r in pool.classify(["a", text])] == ["A", text.upper()]
+    assert [r["label"] for r in classify(["a", text])] == ["A", text.upper()]
     after = {p.process.pid for p in pool._replicas}
     assert len(after) == 2 and len(after & before) == 1
 
 
-def test_a_batch_that_kills_two_processes_fails_and_both_are_replaced(pool: ReplicaPool) -> None:
+def test_a_batch_that_kills_two_processes_fails_and_both_are_replaced(
+    pool: ReplicaPool, classify: Classify
+) -> None:
     before = {p.process.pid for p in pool._replicas}
     with pytest.raises(RuntimeError, match="died twice on this batch"):
-        pool.classify(["crash"])
+        classify(["crash"])
     after = {p.process.pid for p in pool._replicas}
     assert len(after) == 2 and after != before
     with ThreadPoolExecutor(2) as threads:
-        labels = [r[0]["label"] for r in threads.map(pool.classify, [["y"]] * 4)]
+        labels = [r[0]["label"] for r in threads.map(classify, [["y"]] * 4)]
     assert labels == ["Y"] * 4
 
 
@@ -143,7 +188,7 @@ def test_a_replacement_that_cannot_start_is_retried_on_the_next_batch(
 
 
 def test_a_replica_killed_between_batches_is_counted_and_replaced_before_its_next_batch(
-    pool: ReplicaPool,
+    pool: ReplicaPool, classify: Classify
 ) -> None:
     assert pool.replicas_alive() == 2
     victim = pool._replicas[0].process
@@ -152,7 +197,7 @@ def test_a_replica_killed_between_batches_is_counted_and_replaced_before_its_nex
     assert pool.replicas_alive() == 1
     # Every batch is answered: the one handed the dead replica waits for its replacement.
     with ThreadPoolExecutor(2) as threads:
-        labels = [r[0]["label"] for r in threads.map(pool.classify, [["y"]] * 4)]
+        labels = [r[0]["label"] for r in threads.map(classify, [["y"]] * 4)]
     assert labels == ["Y"] * 4
     assert pool.replicas_alive() == 2
     assert victim.pid not in {p.process.pid for p in pool._replicas}
