@@ -29,11 +29,14 @@ engine-defaults: ensure-model ## Old (torch) vs new (auto) engine default: one-c
 	$(PY) -m loadtests.setting_overhead --env SENTIMENT_ENGINE --off torch --on auto --rounds 2 \
 		--out results/engine_defaults.json
 
-# The last commit before the engine per pass (issue 21's "today").
+# The last commit before the engine per pass (issue 21's "today"). Both sides get
+# SENTIMENT_ENGINE=auto: a tree older than the setting ignores it, a newer one is compared on
+# the same engine.
 BASE ?= cac6be1
-vs-release: ensure-model ## This tree's defaults against the serving code of BASE (git worktree), alternating: one-client p50, 32-client texts/s and server-worker CPU per request; results/vs_release.json
+ROUNDS ?= 2
+vs-release: ensure-model ## This tree's defaults against the serving code of BASE (git worktree), alternating, ROUNDS rounds: one-client p50, 32-client texts/s and server-worker CPU per request; results/vs_release.json
 	@tree=$$(mktemp -d)/base && git worktree add --detach $$tree $(BASE) >/dev/null && \
-	$(PY) -m loadtests.setting_overhead --env SENTIMENT_ENGINE --off torch --on auto --rounds 2 \
+	$(PY) -m loadtests.setting_overhead --env SENTIMENT_ENGINE --off auto --on auto --rounds $(ROUNDS) \
 		--off-tree $$tree --out results/vs_release.json; \
 	status=$$?; git worktree remove --force $$tree; exit $$status
 

@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from training.onnx_export import drop_nan_guards, per_token_int8, weight_int8
+from training.onnx_export import drop_nan_guards, fuse_gelu, per_token_int8, weight_int8
 
 
 def test_each_output_column_gets_its_own_symmetric_scale() -> None:
@@ -188,3 +188,51 @@ def test_a_guard_whose_answer_leaves_the_graph_stays_and_a_shared_check_is_kept(
     shared.graph.output.append(helper.make_tensor_value_info("nan", TensorProto.BOOL, ["r", 4]))
     ops = [node.op_type for node in drop_nan_guards(shared).graph.node]
     assert ops == ["Softmax", "IsNaN", "MatMul"]
+
+
+def gelu_graph(divisor: float = 2**0.5) -> onnx.ModelProto:
+    """h = x + b; y = h * (0.5 * (1 + erf(h / divisor))), in the exporter's order."""
+    consts = {"b": np.array([0.5, -1.0, 2.0], np.float32), "one": 1.0, "half": 0.5, "d": divisor}
+    graph = helper.make_graph(
+        [
+            helper.make_node("Add", ["x", "b"], ["h"]),
+            helper.make_node("Div", ["h", "d"], ["scaled"]),
+            helper.make_node("Erf", ["scaled"], ["erf"]),
+            helper.make_node("Add", ["erf", "one"], ["shifted"]),
+            helper.make_node("Mul", ["half", "shifted"], ["halved"]),
+            helper.make_node("Mul", ["h", "halved"], ["y"]),
+        ],
+        "gelu",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["r", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["r", 3])],
+        [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in consts.items()],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
+
+
+def test_the_exporters_gelu_becomes_one_node_with_the_same_answers() -> None:
+    x = np.random.default_rng(6).normal(scale=3, size=(7, 3)).astype(np.float32)
+    (before,) = session(gelu_graph()).run(None, {"x": x})
+    model = gelu_graph()
+    model.graph.value_info.append(helper.make_tensor_value_info("erf", TensorProto.FLOAT, None))
+    model = fuse_gelu(model)
+    onnx.checker.check_model(model)
+    assert [(node.op_type, node.domain) for node in model.graph.node] == [
+        ("Add", ""),
+        ("Gelu", "com.microsoft"),
+    ]
+    assert list(model.graph.node[1].input) == ["h"] and not model.graph.value_info
+    (after,) = session(model).run(None, {"x": x})
+    np.testing.assert_allclose(after, before, rtol=1e-6, atol=1e-6)
+
+
+def test_what_is_not_exactly_the_exporters_gelu_stays() -> None:
+    assert len(fuse_gelu(gelu_graph(divisor=2.0)).graph.node) == 6
+    read_twice = gelu_graph()
+    read_twice.graph.output.append(
+        helper.make_tensor_value_info("shifted", TensorProto.FLOAT, ["r", 3])
+    )
+    assert len(fuse_gelu(read_twice).graph.node) == 6
+    other_x = gelu_graph()
+    other_x.graph.node[5].input[:] = ["x", "halved"]  # multiplies the input before the bias
+    assert len(fuse_gelu(other_x).graph.node) == 6
