@@ -256,6 +256,17 @@ def _is_nan_guard(node: Any, produced: dict[str, Any], constants: dict[str, Any]
     )
 
 
+def _replace_nodes(graph: Any, nodes: list[Any], produced_before: set[str]) -> None:
+    """`graph`'s nodes set to `nodes`, without the shape notes (`value_info`) of values that
+    no node makes any more."""
+    gone = produced_before - {out for node in nodes for out in node.output}
+    kept_info = [info for info in graph.value_info if info.name not in gone]
+    del graph.value_info[:]
+    graph.value_info.extend(kept_info)
+    del graph.node[:]
+    graph.node.extend(nodes)
+
+
 def drop_nan_guards(model: Any) -> Any:
     """`model` (an `onnx.ModelProto`) without the exporter's `Where(IsNaN(p), 0, p)` after each
     attention softmax; returns `model`.
@@ -282,12 +293,7 @@ def drop_nan_guards(model: Any) -> Any:
     for node in nodes:
         for i, name in enumerate(node.input):
             node.input[i] = renamed.get(name, name)
-    gone = set(produced) - {out for node in nodes for out in node.output}
-    kept_info = [info for info in graph.value_info if info.name not in gone]
-    del graph.value_info[:]
-    graph.value_info.extend(kept_info)
-    del graph.node[:]
-    graph.node.extend(nodes)
+    _replace_nodes(graph, nodes, set(produced))
     return model
 
 
@@ -370,12 +376,7 @@ def fuse_gelu(model: Any) -> Any:
             "Gelu", [x], [last.output[0]], name=f"{last.output[0]}_gelu", domain="com.microsoft"
         )
     nodes = [replaced.get(id(node), node) for node in graph.node if id(node) not in dropped]
-    gone = set(produced) - {out for node in nodes for out in node.output}
-    kept_info = [info for info in graph.value_info if info.name not in gone]
-    del graph.value_info[:]
-    graph.value_info.extend(kept_info)
-    del graph.node[:]
-    graph.node.extend(nodes)
+    _replace_nodes(graph, nodes, set(produced))
     if replaced and not any(op.domain == "com.microsoft" for op in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     return model
