@@ -34,6 +34,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -84,13 +85,17 @@ class InProcessReplica:
     def __init__(self, cfg: ServingConfig) -> None:
         self.replica = load_replica(cfg)
         self._explain_lock = threading.Lock()
+        # A thread of its own: asyncio's default pool also runs the feedback store's writes.
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="model")
 
     def classify(self, texts: list[str]) -> list[dict[str, Any]]:
         return self.replica.classify(texts)
 
     async def aclassify(self, texts: list[str]) -> list[dict[str, Any]]:
-        """`classify` on a thread: the forward pass must not hold the event loop."""
-        return await asyncio.to_thread(self.replica.classify, texts)
+        """`classify` on the model's thread: the forward pass must not hold the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._thread, self.replica.classify, texts
+        )
 
     def explain(self, texts: list[str]) -> list[dict[str, Any]]:
         with self._explain_lock:  # one explanation at a time, beside the batches
@@ -110,7 +115,7 @@ class InProcessReplica:
         return None
 
     def close(self) -> None:
-        pass
+        self._thread.shutdown(wait=False)
 
 
 def load_replica(cfg: ServingConfig) -> Replica:

@@ -216,6 +216,23 @@ def test_start_model_keeps_the_model_in_process_when_asked(monkeypatch: pytest.M
     assert created == [cfg]
 
 
+def test_the_model_in_the_worker_runs_on_a_thread_of_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Here:
+        def classify(self, texts: list[str]) -> list[dict[str, Any]]:
+            return [{"label": t, "thread": threading.current_thread().name} for t in texts]
+
+    monkeypatch.setattr("serving.replicas.load_replica", lambda cfg: Here())
+    model = InProcessReplica(load_serving_config(env={"SENTIMENT_MODEL_PROCESSES": "0"}))
+    try:
+        answer = uvloop.run(model.aclassify(["a"]))
+    finally:
+        model.close()
+    # Not the loop's thread, nor asyncio's default pool that the feedback store's writes share.
+    assert answer[0]["label"] == "a" and answer[0]["thread"].startswith("model")
+
+
 def test_a_model_process_ignores_sigterm_and_stops_when_told(pool: ReplicaPool) -> None:
     """SIGTERM reaches model processes with the worker's; they must outlive the drain."""
     victim = pool._replicas[0]
