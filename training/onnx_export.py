@@ -232,13 +232,15 @@ def per_token_int8(model: Any) -> Any:
     return model
 
 
-def _is_zero_scalar(name: str, constants: dict[str, Any]) -> bool:
+def _scalar_is(name: str, constants: dict[str, Any], value: float) -> bool:
+    """Whether `name` is a one-element constant equal to `value` within float32 rounding (a
+    millionth of it; exactly, for zero)."""
     from onnx import numpy_helper
 
     if name not in constants:
         return False
-    value = numpy_helper.to_array(constants[name])
-    return value.size == 1 and not value.any()
+    array = numpy_helper.to_array(constants[name])
+    return array.size == 1 and abs(float(array.ravel()[0]) - value) <= 1e-6 * abs(value)
 
 
 def _is_nan_guard(node: Any, produced: dict[str, Any], constants: dict[str, Any]) -> bool:
@@ -252,7 +254,7 @@ def _is_nan_guard(node: Any, produced: dict[str, Any], constants: dict[str, Any]
         and check.input[0] == node.input[2]
         and guarded is not None
         and guarded.op_type == "Softmax"
-        and _is_zero_scalar(node.input[1], constants)
+        and _scalar_is(node.input[1], constants, 0.0)
     )
 
 
@@ -295,15 +297,6 @@ def drop_nan_guards(model: Any) -> Any:
             node.input[i] = renamed.get(name, name)
     _replace_nodes(graph, nodes, set(produced))
     return model
-
-
-def _scalar_is(name: str, constants: dict[str, Any], value: float) -> bool:
-    from onnx import numpy_helper
-
-    if name not in constants:
-        return False
-    array = numpy_helper.to_array(constants[name])
-    return array.size == 1 and abs(float(array.ravel()[0]) - value) <= 1e-6 * max(1.0, value)
 
 
 def _other_input(node: Any, known: str) -> str:
