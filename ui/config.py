@@ -86,8 +86,10 @@ class UIConfig(StrictModel):
     # server worker at 9 % of a core with no traffic at all (3.5 % with 20 ms).
     queue_poll_s: float = Field(default=0.02, gt=0, le=1)
     # Events the page may have waiting at once; one more gets a 503 "Queue is full" instead of
-    # memory (BentoML's startup hook leaves Gradio's queue unbounded).
-    queue_max_size: int = Field(default=64, ge=1)
+    # memory (BentoML's startup hook leaves Gradio's queue unbounded). At most 1,024: a waiting
+    # event holds its inputs (a text of up to single.max_text_chars, or an upload's path), so a
+    # full queue stays in the tens of MB whatever the environment says.
+    queue_max_size: int = Field(default=64, ge=1, le=1024)
     single: SingleSection = SingleSection()
     batch: BatchSection = BatchSection()
     examples: list[str] = Field(default_factory=list)

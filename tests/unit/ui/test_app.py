@@ -423,6 +423,9 @@ def test_the_event_queue_polls_at_the_configured_interval_and_is_bounded() -> No
         env={"SENTIMENT_UI_QUEUE_POLL_S": "0.05", "SENTIMENT_UI_QUEUE_MAX_SIZE": "8"}
     )
     assert (overridden.queue_poll_s, overridden.queue_max_size) == (0.05, 8)
+    assert load_ui_config(env={"SENTIMENT_UI_QUEUE_MAX_SIZE": "1024"}).queue_max_size == 1024
+    with pytest.raises(ConfigError, match="queue_max_size"):
+        load_ui_config(env={"SENTIMENT_UI_QUEUE_MAX_SIZE": "1025"})
 
 
 def test_a_queue_made_later_is_set_too() -> None:
