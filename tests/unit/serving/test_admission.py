@@ -11,7 +11,14 @@ from typing import Any
 
 import pytest
 
-from serving.admission import AdmissionGate, AdmissionState, install_drain, with_retry_after
+from serving.admission import (
+    LINGER_S,
+    MIN_HANDOVER_S,
+    AdmissionGate,
+    AdmissionState,
+    install_drain,
+    with_retry_after,
+)
 
 
 class Recorder:
@@ -169,6 +176,86 @@ def test_drain_bounds_the_servers_wait_and_chains_its_handler(restore_sigterm: N
     assert callable(handler)
     handler(signal.SIGTERM, None)
     assert state.draining
+    assert server.signals == [signal.SIGTERM]
+
+
+def installed(state: AdmissionState, drain_timeout_s: float) -> tuple[FakeServer, Any]:
+    """A fake server with the drain installed over its SIGTERM handler, and the new handler."""
+    server = FakeServer()
+    signal.signal(signal.SIGTERM, server.handle_exit)
+    assert install_drain(state, drain_timeout_s)
+    handler = signal.getsignal(signal.SIGTERM)
+    assert callable(handler)
+    return server, handler
+
+
+def sigterm_in_loop(state: AdmissionState, drain_timeout_s: float, watch_s: float) -> FakeServer:
+    """Install the drain over a fake server, call its SIGTERM handler inside a running event
+    loop, and return the server as it is `watch_s` seconds later."""
+    server, handler = installed(state, drain_timeout_s)
+
+    async def main() -> None:
+        handler(signal.SIGTERM, None)
+        await asyncio.sleep(watch_s)
+
+    asyncio.run(main())
+    return server
+
+
+def test_the_listener_stays_open_until_requests_in_flight_are_answered(
+    restore_sigterm: None,
+) -> None:
+    """Keep-alive clients' next requests must meet the gate's 503 + close, not a connection
+    uvicorn closed under them: the server gets the signal only after the last answer and
+    LINGER_S more, with what is left of the drain timeout."""
+    state = AdmissionState(in_flight=2)
+    server, handler = installed(state, 10.0)
+    seen: dict[str, Any] = {}
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        handler(signal.SIGTERM, None)
+        assert state.draining
+        await asyncio.sleep(0.3)
+        seen["while_busy"] = list(server.signals)
+        state.in_flight = 0
+        idle_at = loop.time()
+        while not server.signals and loop.time() - idle_at < 5:
+            await asyncio.sleep(0.01)
+        seen["after_idle_s"] = loop.time() - idle_at
+
+    asyncio.run(main())
+    assert seen["while_busy"] == []
+    assert server.signals == [signal.SIGTERM]
+    assert LINGER_S <= seen["after_idle_s"] < LINGER_S + 0.5
+    timeout = server.config.timeout_graceful_shutdown
+    assert 10.0 - 0.3 - LINGER_S - 0.5 < timeout < 10.0 - 0.3
+
+
+def test_an_idle_server_hands_over_at_once(restore_sigterm: None) -> None:
+    server = sigterm_in_loop(AdmissionState(in_flight=0), 10.0, watch_s=0)
+    assert server.signals == [signal.SIGTERM]
+
+
+def test_the_drain_hands_over_at_its_deadline_with_requests_still_running(
+    restore_sigterm: None,
+) -> None:
+    server = sigterm_in_loop(AdmissionState(in_flight=1), 0.2, watch_s=0.5)
+    assert server.signals == [signal.SIGTERM]
+    assert server.config.timeout_graceful_shutdown == MIN_HANDOVER_S
+
+
+def test_a_second_sigterm_hands_over_at_once(restore_sigterm: None) -> None:
+    state = AdmissionState(in_flight=1)
+    server, handler = installed(state, 30.0)
+
+    async def main() -> None:
+        handler(signal.SIGTERM, None)
+        await asyncio.sleep(0.1)
+        assert server.signals == []
+        handler(signal.SIGTERM, None)
+
+    asyncio.run(main())
     assert server.signals == [signal.SIGTERM]
 
 
