@@ -24,12 +24,12 @@ honour Retry-After): all 32 requests in flight were answered 200, then the 32 ne
 32 resets (another run: 24 resets, 8 × 503). The drain now first waits, with the listener open,
 until the requests in flight are answered and `LINGER_S` more, so each next request meets the
 gate's 503 with `Connection: close` (32 of 32, two runs); only then does uvicorn get the signal,
-with what is left of the timeout. `bentoml serve`'s parent process holds the listening socket
-too (the worker gets its descriptor), so after uvicorn stopped accepting, a client's retry was
-still let in by the kernel, waited in the backlog and was reset when the parent exited (32 of
-32 retries a second later). At the hand-over the drain therefore shuts the shared socket for
-reading, which ends listening for every holder: a retry is now refused at once, a connection
-the client knows was never used.
+with what is left of the timeout. Left as it was: `bentoml serve`'s parent process holds the
+listening socket too, so a connection made after the worker stopped accepting waits in its
+backlog and is reset when that process exits (each client's retry a second later, before and
+after). Shutting the shared socket for reading at the hand-over turned those into refusals,
+but `bentoml serve --reload` restarts the worker on the same socket, and a socket shut so
+cannot listen again (checked: `listen()` after `SHUT_RD` still refuses): not done.
 """
 
 from __future__ import annotations
@@ -37,9 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
-import socket
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -179,8 +177,7 @@ def install_drain(state: AdmissionState, drain_timeout_s: float) -> bool:
     previous = signal.getsignal(signal.SIGTERM)
     if not callable(previous):
         return False
-    server = getattr(previous, "__self__", None)
-    config = getattr(server, "config", None)
+    config = getattr(getattr(previous, "__self__", None), "config", None)
     if config is None or not hasattr(config, "timeout_graceful_shutdown"):
         config = None
     else:
@@ -189,7 +186,6 @@ def install_drain(state: AdmissionState, drain_timeout_s: float) -> bool:
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
         if state.draining:
-            stop_listening(server)
             chained(signum, frame)
             return
         state.draining = True
@@ -208,7 +204,6 @@ def install_drain(state: AdmissionState, drain_timeout_s: float) -> bool:
         def hand_over() -> None:
             if config is not None:
                 config.timeout_graceful_shutdown = max(deadline - loop.time(), MIN_HANDOVER_S)
-            stop_listening(server)
             chained(signum, frame)
 
         if state.in_flight == 0:
@@ -218,25 +213,6 @@ def install_drain(state: AdmissionState, drain_timeout_s: float) -> bool:
 
     signal.signal(signal.SIGTERM, on_sigterm)
     return True
-
-
-def stop_listening(server: Any) -> int:
-    """Shut the listening sockets of a uvicorn-style `server` (its `servers`' `sockets`) for
-    reading: Linux then stops listening on the socket itself, for every process that holds it,
-    and refuses new connections. uvloop hands out stand-ins that refuse `shutdown`, so a
-    duplicate of the descriptor is shut. Never raises: the signal must reach the server.
-    Returns how many were shut."""
-    shut = 0
-    for listener in getattr(server, "servers", None) or ():
-        for sock in getattr(listener, "sockets", None) or ():
-            try:
-                with socket.socket(fileno=os.dup(sock.fileno())) as duplicate:
-                    duplicate.shutdown(socket.SHUT_RD)
-            except (OSError, TypeError, ValueError) as exc:
-                logger.warning("could not stop listening on %r: %s", sock, exc)
-                continue
-            shut += 1
-    return shut
 
 
 def when_drained(

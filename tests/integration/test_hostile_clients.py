@@ -332,13 +332,11 @@ def test_kill_a_model_process_then_sigterm_under_load(
 def test_after_sigterm_a_keep_alive_clients_next_request_is_answered_503_not_reset(
     bento_env: dict[str, str],
 ) -> None:
-    """Every request in flight at SIGTERM is answered 200, each client's next request on its
-    open connection gets the drain's 503 (with Connection: close) rather than a reset, and a
-    retry after the hand-over is refused, not let into a backlog and reset."""
+    """Every request in flight at SIGTERM is answered 200, and each client's next request on
+    its open connection gets the drain's 503 (with Connection: close) rather than a reset."""
     from loadtests.drain import run_drain
 
     result = run_drain(clients=8, texts=16, signal_after_s=3.0, seconds=7.0, env=bento_env)
     assert result.exit_code == 0
     assert sum(result.in_flight.values()) >= 1 and set(result.in_flight) == {"200"}, result
     assert result.next_request == {"503": 8}, result
-    assert set(result.later) <= {"503", "ClientConnectorError:111"}, result

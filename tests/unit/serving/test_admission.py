@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import socket
 from collections.abc import Iterator
 from types import FrameType, SimpleNamespace
 from typing import Any
 
 import pytest
-import uvloop
 
 from serving.admission import (
     LINGER_S,
@@ -156,7 +154,6 @@ class FakeServer:
     def __init__(self) -> None:
         self.config = SimpleNamespace(timeout_graceful_shutdown=None)
         self.signals: list[int] = []
-        self.servers: list[Any] = []
 
     def handle_exit(self, signum: int, frame: FrameType | None) -> None:
         self.signals.append(signum)
@@ -260,39 +257,6 @@ def test_a_second_sigterm_hands_over_at_once(restore_sigterm: None) -> None:
 
     asyncio.run(main())
     assert server.signals == [signal.SIGTERM]
-
-
-def test_the_hand_over_stops_the_shared_listener_for_every_holder(restore_sigterm: None) -> None:
-    """`bentoml serve`'s parent holds the worker's listening socket too: closing the worker's
-    copy leaves the kernel accepting connections that are reset later. Shutting it for
-    reading ends listening for both; a new connection is refused at once. The server is a
-    uvloop one, as in BentoML's worker (its sockets refuse `shutdown` themselves)."""
-    parent = socket.socket()
-    parent.bind(("127.0.0.1", 0))
-    parent.listen(8)
-    port = parent.getsockname()[1]
-    server, handler = installed(AdmissionState(in_flight=0), 10.0)
-    refused: list[bool] = []
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        worker = await loop.create_server(asyncio.Protocol, sock=parent.dup())
-        server.servers = [worker]
-        with socket.create_connection(("127.0.0.1", port), timeout=2):
-            pass  # listening before the signal
-        handler(signal.SIGTERM, None)
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=2).close()
-        except ConnectionRefusedError:
-            refused.append(True)
-        worker.close()
-
-    try:
-        uvloop.run(main())
-    finally:
-        parent.close()
-    assert server.signals == [signal.SIGTERM]
-    assert refused == [True]
 
 
 def test_drain_changes_nothing_without_a_handler_to_chain(restore_sigterm: None) -> None:
