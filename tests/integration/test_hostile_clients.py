@@ -333,10 +333,12 @@ def test_after_sigterm_a_keep_alive_clients_next_request_is_answered_503_not_res
     bento_env: dict[str, str],
 ) -> None:
     """Every request in flight at SIGTERM is answered 200, and each client's next request on
-    its open connection gets the drain's 503 (with Connection: close) rather than a reset."""
+    its open connection gets an answer rather than a reset: the drain's 503 (with Connection:
+    close), or a 200 when it reached the worker before the signal did (the parent forwards it)."""
     from loadtests.drain import run_drain
 
     result = run_drain(clients=8, texts=16, signal_after_s=3.0, seconds=7.0, env=bento_env)
     assert result.exit_code == 0
     assert sum(result.in_flight.values()) >= 1 and set(result.in_flight) == {"200"}, result
-    assert result.next_request == {"503": 8}, result
+    assert sum(result.next_request.values()) == 8, result
+    assert set(result.next_request) <= {"200", "503"} and result.next_request["503"] >= 1, result
