@@ -15,11 +15,13 @@ import signal
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 
+from loadtests.http_load import retry_after_s
 from loadtests.servers import ServerProcess, own_bentoml_home
 
 
@@ -48,7 +50,12 @@ def outcome(status: int | None, error: BaseException | None) -> str:
 
 
 async def _clients(
-    url: str, clients: int, texts: int, seconds: float, signal_at: float, send_signal: object
+    url: str,
+    clients: int,
+    texts: int,
+    seconds: float,
+    signal_at: float,
+    send_signal: Callable[[], None],
 ) -> list[tuple[int, float, float, str]]:
     """(client, start, end, outcome) of every request; `send_signal` is called at `signal_at`
     seconds and its time stands in the returned list as client -1."""
@@ -69,8 +76,7 @@ async def _clients(
                     async with session.post(url, json=body) as resp:
                         await resp.read()
                         status = resp.status
-                        if status in (429, 503):
-                            retry_after = float(resp.headers.get("Retry-After", "1"))
+                        retry_after = retry_after_s(status, resp.headers.get("Retry-After")) or 0.0
                 except (aiohttp.ClientError, OSError) as exc:
                     error = exc
                     retry_after = 0.2
@@ -80,7 +86,7 @@ async def _clients(
         async def signaller() -> None:
             await asyncio.sleep(signal_at)
             log.append((-1, time.perf_counter(), 0.0, "SIGTERM"))
-            send_signal()  # type: ignore[operator]
+            send_signal()
 
         await asyncio.gather(signaller(), *(client(i) for i in range(clients)))
     return log

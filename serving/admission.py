@@ -23,7 +23,7 @@ cannot know was not run. Measured with `python -m loadtests.drain` (32 clients o
 honour Retry-After): all 32 requests in flight were answered 200, then the 32 next requests got
 32 resets (another run: 24 resets, 8 × 503). The drain now first waits, with the listener open,
 until the requests in flight are answered and `LINGER_S` more, so each next request meets the
-gate's 503 with `Connection: close` (32 of 32, two runs); only then does uvicorn get the signal,
+gate's 503 with `Connection: close` (32 of 32, three runs); only then does uvicorn get the signal,
 with what is left of the timeout. Left as it was: `bentoml serve`'s parent process holds the
 listening socket too, so a connection made after the worker stopped accepting waits in its
 backlog and is reset when that process exits (each client's retry a second later, before and
